@@ -1,0 +1,43 @@
+/**
+ * The closed set of error codes from the contract (section 5). Every error Kora raises on purpose
+ * is a `KoraError` carrying one of them; anything else is unexpected and gets masked to
+ * `INTERNAL_SERVER_ERROR` at the edge with a logged id.
+ */
+export const ERROR_CODES = [
+  "BAD_USER_INPUT",
+  "UNAUTHENTICATED",
+  "FORBIDDEN",
+  "NOT_FOUND",
+  "CONFLICT",
+  "PAYLOAD_TOO_LARGE",
+  "RATE_LIMITED",
+  "INTERNAL_SERVER_ERROR",
+] as const;
+
+export type ErrorCode = (typeof ERROR_CODES)[number];
+
+export class KoraError extends Error {
+  readonly code: ErrorCode;
+  /** The offending path, when there is one; also exposed in GraphQL `extensions.path`. */
+  readonly path: readonly string[] | undefined;
+
+  constructor(code: ErrorCode, message: string, options?: { path?: readonly string[]; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.name = "KoraError";
+    this.code = code;
+    this.path = options?.path;
+  }
+}
+
+export function isKoraError(error: unknown): error is KoraError {
+  return error instanceof KoraError;
+}
+
+export function badInput(message: string, path?: readonly string[]): KoraError {
+  return new KoraError("BAD_USER_INPUT", message, path === undefined ? undefined : { path });
+}
+
+/** Formats a path for messages: `["user:info","dax"]`, exact and unambiguous for any key. */
+export function showPath(path: readonly string[]): string {
+  return JSON.stringify(path);
+}

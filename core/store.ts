@@ -1,0 +1,74 @@
+/**
+ * The storage boundary. Two implementations share one SQL dialect and one JSONB schema:
+ * server PostgreSQL through `pg` (core/store/postgres.ts) and embedded PostgreSQL through PGlite
+ * (core/store/pglite.ts). See docs/storage.md for the schema and the versioning design.
+ */
+import type { Change, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
+
+export interface ReadRequest {
+  path: Path;
+  options?: ReadOptions | undefined;
+}
+
+export interface ReadResult {
+  /** The version of the last mutation these values include: all values come from one snapshot. */
+  version: Version;
+  /** One entry per request, in order; `undefined` when nothing is stored there. */
+  values: (Node | undefined)[];
+}
+
+/** What a mutation's builder may do inside the write transaction. */
+export interface WriteContext {
+  /**
+   * Reads through the open write transaction: committed data plus the writes of mutations
+   * committed earlier in the same batch, never anything of the mutation being built.
+   */
+  read(path: Path, options?: ReadOptions): Promise<Node | undefined>;
+}
+
+/**
+ * Builds the mutation to commit, inside the write transaction (so interceptors can read
+ * current data and add writes atomically). Throwing aborts this mutation only: nothing of it is
+ * written or logged, and no watcher hears of it.
+ */
+export type BuildMutation = (tx: WriteContext) => Promise<Mutation>;
+
+/** The outcome of a commit. `empty` mutations write nothing and carry the current version. */
+export interface CommitResult extends Change {
+  empty: boolean;
+}
+
+/** Tells listeners that the change log has grown to (at least) a version. Carries no data. */
+export interface ChangeFeed {
+  /** Calls `listener` with a version whenever the log may have grown; returns an unsubscribe. */
+  subscribe(listener: (version: Version) => void): () => void;
+}
+
+export interface Store {
+  readonly kind: "postgres" | "pglite";
+  /** A short human description for start-up logs, e.g. `PGlite at ./.kora` (no secrets). */
+  readonly description: string;
+  /** Reads several subtrees in one round trip and one snapshot. */
+  read(requests: readonly ReadRequest[]): Promise<ReadResult>;
+  /**
+   * Commits one mutation atomically and gives it the next version. Concurrent calls may be
+   * batched into one transaction (group commit); each still gets its own version and its own
+   * all-or-nothing outcome.
+   */
+  commit(build: BuildMutation): Promise<CommitResult>;
+  /** Committed changes with version > `after`, ascending, at most `limit`. */
+  changes(after: Version, limit: number): Promise<Change[]>;
+  /** The version of the last committed mutation (0 for a new store). */
+  version(): Promise<Version>;
+  /** The oldest version still in the change log, or `undefined` when the log is empty. */
+  oldestVersion(): Promise<Version | undefined>;
+  /**
+   * Removes change-log entries that are both older than `maxAgeMs` and more than `keep` versions
+   * behind the current one. Returns how many were removed.
+   */
+  trim(options: { keep: number; maxAgeMs: number }): Promise<number>;
+  /** Notices of new versions, from this process and (for server PostgreSQL) from every other. */
+  readonly feed: ChangeFeed;
+  /** Waits for in-flight commits, then releases connections. */
+  close(): Promise<void>;
+}
