@@ -6,7 +6,7 @@
  * Every object this module builds has a null prototype, so keys such as `__proto__` or
  * `constructor` are plain data and can never reach `Object.prototype`.
  */
-import { badInput, showPath } from "./errors.ts";
+import { KoraError, badInput, showPath } from "./errors.ts";
 import {
   DEFAULT_LIMITS,
   type DeleteTree,
@@ -199,6 +199,7 @@ export function normalizeValue(value: unknown, path: Path, limits: Limits = DEFA
     case "object": {
       let out: Tree | undefined;
       for (const key of Object.keys(value)) {
+        if (path.length >= limits.maxDepth) tooDeep(path, limits);
         validateKey(key, path, limits);
         const child = normalizeValue((value as Record<string, unknown>)[key], [...path, key], limits);
         if (child === undefined) continue;
@@ -210,6 +211,14 @@ export function normalizeValue(value: unknown, path: Path, limits: Limits = DEFA
     default:
       throw badInput(`value at path ${showPath(path)} is ${typeof value}, not JSON`, path);
   }
+}
+
+/** Checked before descending, so hostile nesting fails fast instead of exhausting the stack. */
+function tooDeep(path: Path, limits: Limits): never {
+  throw badInput(
+    `object at path ${showPath(path.slice(0, 4))}… nests deeper than ${limits.maxDepth} levels; the tree is at most ${limits.maxDepth} levels deep`,
+    path.slice(0, limits.maxDepth),
+  );
 }
 
 function checkLeafDepth(path: Path, limits: Limits): void {
@@ -227,7 +236,7 @@ function checkLeafDepth(path: Path, limits: Limits): void {
  */
 export function normalizeDelete(value: unknown, path: Path, limits: Limits = DEFAULT_LIMITS): DeleteTree | true | undefined {
   if (value === true || value === 1) {
-    if (path.length > limits.maxDepth) checkLeafDepth(path, limits);
+    checkLeafDepth(path, limits);
     return true;
   }
   if (!isTree(value)) {
@@ -238,6 +247,7 @@ export function normalizeDelete(value: unknown, path: Path, limits: Limits = DEF
   }
   let out: DeleteTree | undefined;
   for (const key of Object.keys(value)) {
+    if (path.length >= limits.maxDepth) tooDeep(path, limits);
     validateKey(key, path, limits);
     const child = normalizeDelete((value as Record<string, unknown>)[key], [...path, key], limits);
     if (child === undefined) continue;
@@ -546,4 +556,16 @@ export function* leaves(node: Node, path: string[] = []): Generator<[Path, Leaf]
     return;
   }
   for (const key of sortedKeys(node)) yield* leaves(node[key] as Node, [...path, key]);
+}
+
+/** Size of a value's JSON in bytes of UTF-8; throws PAYLOAD_TOO_LARGE over `maxMutationBytes`. */
+export function checkMutationSize(input: unknown, limits: Limits = DEFAULT_LIMITS): number {
+  const bytes = utf8Length(JSON.stringify(input) ?? "");
+  if (bytes > limits.maxMutationBytes) {
+    throw new KoraError(
+      "PAYLOAD_TOO_LARGE",
+      `mutation is ${bytes} bytes of JSON; at most ${limits.maxMutationBytes} bytes are accepted (split it into several mutations)`,
+    );
+  }
+  return bytes;
 }

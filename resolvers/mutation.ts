@@ -1,0 +1,28 @@
+import type { CommitResult } from "../core/store.ts";
+import { checkMutationSize, deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
+import { pathArg } from "./args.ts";
+import type { KoraContext } from "./context.ts";
+
+/** What `MutationResult` fields read. */
+export type MutationOutcome = CommitResult;
+
+export async function resolveMerge(args: { path: readonly string[]; value: unknown }, ctx: KoraContext): Promise<MutationOutcome> {
+  const { limits } = ctx.gateway;
+  checkMutationSize(args.value, limits);
+  const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
+  return ctx.gateway.commit(mutation);
+}
+
+export async function resolveDelete(args: { path: readonly string[] }, ctx: KoraContext): Promise<MutationOutcome> {
+  const { limits } = ctx.gateway;
+  return ctx.gateway.commit(deleteAt(pathArg(args.path, limits), limits));
+}
+
+export async function resolveMutate(
+  args: { merge?: unknown; delete?: unknown },
+  ctx: KoraContext,
+): Promise<MutationOutcome> {
+  const { limits } = ctx.gateway;
+  checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
+  return ctx.gateway.commit(mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits));
+}

@@ -1,0 +1,117 @@
+/**
+ * The GraphQL schema of the contract (section 3), built code-first with Pothos. Field and type
+ * names are fixed by the contract; `schema.graphql` is this schema printed (npm run schema:print)
+ * and a test fails when the two drift.
+ */
+import { type GraphQLSchema, printSchema } from "graphql";
+import type { WatchEvent } from "../core/watch.ts";
+import type { MutationOutcome } from "../resolvers/mutation.ts";
+import { resolveDelete, resolveMerge, resolveMutate } from "../resolvers/mutation.ts";
+import { resolvePath } from "../resolvers/query.ts";
+import { subscribeWatch } from "../resolvers/watch.ts";
+import { builder } from "./builder.ts";
+
+const MutationResult = builder.objectRef<MutationOutcome>("MutationResult").implement({
+  fields: (t) => ({
+    version: t.string({ resolve: (r) => String(r.version) }),
+    merge: t.field({
+      type: "JSONObject",
+      description: "The mutation as committed, after interceptors, rooted at [].",
+      resolve: (r) => r.mutation.merge,
+    }),
+    delete: t.field({ type: "JSONObject", resolve: (r) => r.mutation.delete }),
+  }),
+});
+
+const WatchEventRef = builder.objectRef<WatchEvent>("WatchEvent").implement({
+  fields: (t) => ({
+    version: t.string({ resolve: (e) => String(e.version) }),
+    snapshot: t.boolean({
+      description: "True when this event replaces the client's copy of the watched subtree.",
+      resolve: (e) => e.snapshot,
+    }),
+    merge: t.field({
+      type: "JSONObject",
+      description: "The change, rooted at [] and restricted to the watched subtree.",
+      resolve: (e) => e.mutation.merge,
+    }),
+    delete: t.field({ type: "JSONObject", resolve: (e) => e.mutation.delete }),
+    value: t.field({
+      type: "JSON",
+      nullable: true,
+      description:
+        "The whole value at the watched path after this event (null when absent). Costs a read or a cached copy: clients that keep their own replica do not select it.",
+      resolve: (e) => e.value ?? null,
+    }),
+  }),
+});
+
+builder.queryType({
+  fields: (t) => ({
+    path: t.field({
+      type: "JSON",
+      nullable: true,
+      description:
+        "The value at `path` (object or leaf), or null when nothing is stored there. min/max/limit/reverse select among the direct children of `path`, in byte order of keys: min inclusive, max exclusive, limit (>= 1) counts children, reverse takes them from the end. On a leaf they are ignored; a selection with no children is null.",
+      args: {
+        path: t.arg.stringList({ required: true }),
+        min: t.arg.string(),
+        max: t.arg.string(),
+        limit: t.arg.int(),
+        reverse: t.arg.boolean(),
+      },
+      resolve: (_root, args, ctx) => resolvePath(args, ctx),
+    }),
+  }),
+});
+
+builder.mutationType({
+  fields: (t) => ({
+    merge: t.field({
+      type: MutationResult,
+      description: "Merge `value` at `path`. A leaf value replaces what is at `path`.",
+      args: {
+        path: t.arg.stringList({ required: true, defaultValue: [] }),
+        value: t.arg({ type: "JSON", required: true }),
+      },
+      resolve: (_root, args, ctx) => resolveMerge({ path: args.path, value: args.value }, ctx),
+    }),
+    delete: t.field({
+      type: MutationResult,
+      description: "Remove `path` and everything under it.",
+      args: { path: t.arg.stringList({ required: true }) },
+      resolve: (_root, args, ctx) => resolveDelete(args, ctx),
+    }),
+    mutate: t.field({
+      type: MutationResult,
+      description: "Apply a whole mutation, rooted at [], atomically.",
+      args: { merge: t.arg({ type: "JSONObject" }), delete: t.arg({ type: "JSONObject" }) },
+      resolve: (_root, args, ctx) => resolveMutate(args, ctx),
+    }),
+  }),
+});
+
+builder.subscriptionType({
+  fields: (t) => ({
+    watch: t.field({
+      type: WatchEventRef,
+      description: "Changes under `path`: a snapshot first, then every change, in version order. See docs/watch.md.",
+      args: { path: t.arg.stringList({ required: true }), since: t.arg.string() },
+      subscribe: (_root, args, ctx, info) => subscribeWatch(args, ctx, info),
+      resolve: (event) => event,
+    }),
+  }),
+});
+
+let schema: GraphQLSchema | undefined;
+
+/** The schema; built once (Pothos builders are single-use). */
+export function koraSchema(): GraphQLSchema {
+  schema ??= builder.toSchema({ sortSchema: false });
+  return schema;
+}
+
+/** The SDL committed as schema.graphql. */
+export function printKoraSchema(): string {
+  return `${printSchema(koraSchema())}\n`;
+}

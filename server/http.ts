@@ -1,0 +1,154 @@
+/**
+ * The transport edge: one Node HTTP server carrying GraphQL over HTTP and SSE (graphql-yoga),
+ * graphql-ws on the same port and path, GraphiQL served from Kora itself, and `/healthz`.
+ * Every transport runs the same envelop pipeline (`yoga.getEnveloped`), so limits, masking and
+ * (later) interceptors behave the same whichever way a request arrives.
+ */
+import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
+import { GraphQLError, type ExecutionArgs } from "graphql";
+import { useServer } from "graphql-ws/use/ws";
+import { type Plugin, createYoga } from "graphql-yoga";
+import { WebSocketServer } from "ws";
+import type { Gateway, Logger } from "../core/gateway.ts";
+import { type KoraContext, createContext } from "../resolvers/context.ts";
+import { koraSchema } from "../schema/index.ts";
+import { createMaskError } from "./errors.ts";
+import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
+
+export interface KoraServerOptions {
+  gateway: Gateway;
+  /** TCP port; 0 picks a free one. Default 4000. */
+  port?: number;
+  /** Interface to bind. Default all interfaces. */
+  host?: string;
+  /** Limits on GraphQL documents (size, nesting, tokens, selection depth). */
+  documentLimits?: Partial<DocumentLimits>;
+  /** Largest HTTP body or WebSocket message, in bytes. Default: the mutation limit plus 64 KiB. */
+  maxMessageBytes?: number;
+  /** Extra envelop/yoga plugins, run for every transport. */
+  plugins?: Plugin[];
+  log: Logger;
+}
+
+export interface KoraServer {
+  readonly url: string;
+  readonly port: number;
+  /** Stops accepting, finishes in-flight writes, closes sockets and the gateway's store. */
+  close(): Promise<void>;
+}
+
+export async function createKoraServer(options: KoraServerOptions): Promise<KoraServer> {
+  const { gateway, log } = options;
+  const documentLimits = { ...DEFAULT_DOCUMENT_LIMITS, ...options.documentLimits };
+  const maxMessageBytes = options.maxMessageBytes ?? gateway.limits.maxMutationBytes + 64 * 1024;
+  const maskError = createMaskError(log);
+
+  const yoga = createYoga<Record<string, unknown>, KoraContext>({
+    schema: koraSchema(),
+    graphqlEndpoint: "/graphql",
+    context: () => createContext(gateway),
+    maskedErrors: { maskError: (error) => maskError(error) },
+    // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
+    renderGraphiQL,
+    graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
+    landingPage: false,
+    logging: {
+      debug: () => {},
+      info: (...args) => log.info(args.map(String).join(" ")),
+      warn: (...args) => log.warn(args.map(String).join(" ")),
+      error: (...args) => log.error(args.map(String).join(" ")),
+    },
+    plugins: [useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+  });
+
+  const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ ok: true, store: gateway.store.kind, version: String(gateway.hub.cursor) }));
+      return;
+    }
+    const length = Number(req.headers["content-length"] ?? 0);
+    if (length > maxMessageBytes) {
+      res.writeHead(413, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          errors: [
+            {
+              message: `request body is ${length} bytes; at most ${maxMessageBytes} are accepted`,
+              extensions: { code: "PAYLOAD_TOO_LARGE" },
+            },
+          ],
+        }),
+      );
+      req.resume();
+      return;
+    }
+    void yoga(req, res);
+  });
+
+  const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
+  const wsHandle = useServer<Record<string, unknown>>(
+    {
+      execute: (args) => (args.rootValue as Enveloped).execute(args),
+      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      onSubscribe: async (ctx, _id, params) => {
+        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+        let document: ReturnType<typeof enveloped.parse>;
+        try {
+          document = enveloped.parse(params.query);
+        } catch (error) {
+          return [maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error)))];
+        }
+        const errors = enveloped.validate(enveloped.schema, document);
+        if (errors.length > 0) return errors.map((e: GraphQLError) => maskError(e));
+        const args: ExecutionArgs = {
+          schema: enveloped.schema,
+          operationName: params.operationName ?? null,
+          document,
+          variableValues: params.variables ?? null,
+          contextValue: await enveloped.contextFactory(),
+          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        };
+        return args;
+      },
+    },
+    wsServer,
+  );
+
+  await new Promise<void>((resolve, reject) => {
+    httpServer.once("error", reject);
+    httpServer.listen(options.port ?? 4000, options.host, () => {
+      httpServer.off("error", reject);
+      resolve();
+    });
+  });
+  const address = httpServer.address() as AddressInfo;
+  const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "localhost";
+  const url = `http://${host}:${address.port}/graphql`;
+
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    port: address.port,
+    close() {
+      closing ??= (async () => {
+        httpServer.close(); // stop accepting; existing connections are ended below
+        await gateway.close(); // finishes in-flight writes, ends every watch, closes the store
+        await wsHandle.dispose();
+        for (const socket of wsServer.clients) socket.terminate();
+        await new Promise<void>((resolve) => wsServer.close(() => resolve()));
+        httpServer.closeAllConnections();
+      })();
+      return closing;
+    },
+  };
+}
+
+type OperationResult = ReturnType<NonNullable<Parameters<typeof useServer>[0]["execute"]>>;
+
+interface Enveloped {
+  execute: (args: ExecutionArgs) => OperationResult;
+  subscribe: (args: ExecutionArgs) => OperationResult;
+}

@@ -1,0 +1,29 @@
+/**
+ * `startKora`: store + gateway + server in one call, used by the CLI, the tests and embedders.
+ */
+import { type Gateway, type GatewayOptions, type Logger, createGateway } from "../core/gateway.ts";
+import type { Store } from "../core/store.ts";
+import { createKoraServer, type KoraServer, type KoraServerOptions } from "./http.ts";
+
+export interface StartOptions extends Omit<GatewayOptions, "store" | "log">, Omit<KoraServerOptions, "gateway" | "log"> {
+  store: Store;
+  log: Logger;
+}
+
+export interface RunningKora {
+  readonly url: string;
+  readonly port: number;
+  readonly gateway: Gateway;
+  readonly server: KoraServer;
+  close(): Promise<void>;
+}
+
+export async function startKora(options: StartOptions): Promise<RunningKora> {
+  const gatewayOptions: GatewayOptions = { store: options.store, log: options.log };
+  if (options.limits) gatewayOptions.limits = options.limits;
+  if (options.watchBuffer !== undefined) gatewayOptions.watchBuffer = options.watchBuffer;
+  if (options.retention) gatewayOptions.retention = options.retention;
+  const gateway = await createGateway(gatewayOptions);
+  const server = await createKoraServer({ ...options, gateway });
+  return { url: server.url, port: server.port, gateway, server, close: () => server.close() };
+}
