@@ -5,8 +5,9 @@
  */
 import { randomUUID } from "node:crypto";
 import { GraphQLError } from "graphql";
+import type { Plugin } from "graphql-yoga";
 import type { Logger } from "../core/gateway.ts";
-import { KoraError } from "../core/errors.ts";
+import { ERROR_CODES, KoraError } from "../core/errors.ts";
 
 export function createMaskError(log: Logger) {
   return (error: unknown): GraphQLError => {
@@ -21,9 +22,12 @@ export function createMaskError(log: Logger) {
       return new GraphQLError(original.message, { ...where, extensions });
     }
     if (error instanceof GraphQLError && (original === undefined || original instanceof GraphQLError)) {
-      if (typeof error.extensions.code === "string") return error;
-      // A request error from parsing, validation or variable coercion: the client's input.
-      return new GraphQLError(error.message, { ...where, extensions: { ...error.extensions, code: "BAD_USER_INPUT" } });
+      const code = error.extensions.code;
+      if (typeof code === "string" && (ERROR_CODES as readonly string[]).includes(code)) return error;
+      // A request error from parsing, validation or variable coercion: the client's input. Codes
+      // outside the contract's closed set (yoga's GRAPHQL_VALIDATION_FAILED…) become BAD_USER_INPUT.
+      const { http: _http, ...rest } = error.extensions as Record<string, unknown>;
+      return new GraphQLError(error.message, { ...where, extensions: { ...rest, code: "BAD_USER_INPUT" } });
     }
     const errorId = randomUUID();
     log.error({ err: original, errorId }, "unexpected error");
@@ -31,5 +35,32 @@ export function createMaskError(log: Logger) {
       ...where,
       extensions: { code: "INTERNAL_SERVER_ERROR", errorId },
     });
+  };
+}
+
+function contractCode(error: GraphQLError): void {
+  const ext = error.extensions as Record<string, unknown>;
+  if (typeof ext.code !== "string" || !(ERROR_CODES as readonly string[]).includes(ext.code)) {
+    // Request errors (yoga's GRAPHQL_VALIDATION_FAILED, GRAPHQL_PARSE_FAILED, …) are the client's input.
+    (error as { extensions: Record<string, unknown> }).extensions = { ...ext, code: "BAD_USER_INPUT" };
+  }
+}
+
+/** Keeps every error code inside the contract's closed set, whatever produced the error. */
+export function useContractErrorCodes(): Plugin {
+  return {
+    onValidate() {
+      return ({ valid, result }) => {
+        if (!valid) for (const error of result) contractCode(error);
+      };
+    },
+    onResultProcess({ result }) {
+      const results = Array.isArray(result) ? result : [result];
+      for (const r of results) {
+        if (r && typeof r === "object" && "errors" in r && Array.isArray(r.errors)) {
+          for (const error of r.errors) if (error instanceof GraphQLError) contractCode(error);
+        }
+      }
+    },
   };
 }

@@ -14,7 +14,7 @@ import { WebSocketServer } from "ws";
 import type { Gateway, Logger } from "../core/gateway.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
-import { createMaskError } from "./errors.ts";
+import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -58,9 +58,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       debug: () => {},
       info: (...args) => log.info(args.map(String).join(" ")),
       warn: (...args) => log.warn(args.map(String).join(" ")),
-      error: (...args) => log.error(args.map(String).join(" ")),
+      // Errors reaching clients are logged by the mask (unexpected ones, with their id).
+      error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
   });
 
   const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {

@@ -65,7 +65,12 @@ const apollo: ClientKind = {
       subscribe(query, variables) {
         const events = new EventQueue<WireEvent>();
         const sub = client.subscribe<{ watch: WireEvent }>({ query: gql(query), variables }).subscribe({
-          next: (r) => (r.error ? events.fail(r.error) : events.push(r.data?.watch as WireEvent)),
+          next: (r) => {
+            if (r.error) return events.fail(r.error);
+            // Apollo adds __typename to every object it normalizes; the event itself is the same.
+            const { __typename: _t, ...event } = r.data?.watch as WireEvent & { __typename?: string };
+            events.push(event);
+          },
           error: (e) => events.fail(e),
           complete: () => events.end(),
         });
