@@ -241,7 +241,7 @@ export function normalizeDelete(value: unknown, path: Path, limits: Limits = DEF
   }
   if (!isTree(value)) {
     throw badInput(
-      `delete at path ${showPath(path)} holds ${JSON.stringify(value) ?? typeof value}; leaves of delete must be true (or 1)`,
+      `delete at path ${showPath(path)} holds ${describe(value)}; leaves of delete must be true (or 1)`,
       path,
     );
   }
@@ -255,6 +255,18 @@ export function normalizeDelete(value: unknown, path: Path, limits: Limits = DEF
     out[key] = child;
   }
   return out;
+}
+
+/** A short description of a rejected value for messages: never throws (bigint), never huge. */
+function describe(value: unknown): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = undefined;
+  }
+  text ??= typeof value;
+  return text.length > 64 ? `${text.slice(0, 64)}…` : text;
 }
 
 /** Builds a normalized mutation from the `mutate(merge, delete)` arguments (both rooted at []). */
@@ -449,7 +461,13 @@ function combineMerge(a: Tree, b: Tree, deletes: DeleteTree): Tree {
   return out;
 }
 
-/** One mutation equivalent to applying `a` then `b`. */
+/**
+ * One mutation equivalent to applying `a` then `b`, with one exception no single mutation can
+ * express (docs/tree.md, "combine"): when `b` deletes, key by key, all of an object that `a` merged
+ * at a path p that `a` does not delete with `true`, applying `a` then `b` leaves nothing at p if the
+ * target held a leaf there; the combined mutation keeps that leaf (and is exact when p held an
+ * object or nothing).
+ */
 export function combine(a: Mutation, b: Mutation): Mutation {
   const base = withoutDeleted(a.merge, b.delete) ?? emptyTree();
   const extra = Object.create(null) as DeleteTree;
