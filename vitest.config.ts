@@ -1,6 +1,12 @@
 import { defineConfig } from "vitest/config";
 
 export default defineConfig({
+  resolve: {
+    // graphql 16 has no "exports" map: Node loads its CommonJS build, Vite would pick index.mjs.
+    // Two copies of graphql in one process break `instanceof` checks ("another module or realm"),
+    // so tests load the same build as Node does.
+    alias: [{ find: /^graphql$/, replacement: "graphql/index.js" }],
+  },
   test: {
     include: ["test/**/*.test.ts"],
     // Suites share one machine with 2 cores and start real servers and databases;

@@ -8,8 +8,9 @@ export type MutationOutcome = CommitResult;
 
 export async function resolveMerge(args: { path: readonly string[]; value: unknown }, ctx: KoraContext): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
-  checkMutationSize(args.value, limits);
+  // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
   const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
+  checkMutationSize(args.value, limits);
   return ctx.gateway.commit(mutation);
 }
 
@@ -23,6 +24,7 @@ export async function resolveMutate(
   ctx: KoraContext,
 ): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
+  const mutation = mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits);
   checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
-  return ctx.gateway.commit(mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits));
+  return ctx.gateway.commit(mutation);
 }
