@@ -19,7 +19,7 @@ describe.runIf(target)("two gateway processes on one PostgreSQL", () => {
 
   beforeAll(async () => {
     local = await startTestServer(target!);
-    const schema = (local.kora.gateway.store as unknown as { schema?: string }).schema ?? target!.lastSchema?.();
+    const { schema } = local;
     child = spawn(process.execPath, ["--import", "tsx", "server/cli.ts"], {
       env: { ...process.env, PORT: "0", HOST: "127.0.0.1", KORA_SCHEMA: schema, LOG_LEVEL: "warn" },
       stdio: ["ignore", "pipe", "inherit"],

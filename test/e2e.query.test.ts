@@ -38,7 +38,8 @@ describe.each(storeTargets())("path queries on $name", (target) => {
     await ok(url, `mutation($m: JSONObject) { mutate(merge: $m) { version } }`, {
       m: { sel: { a: 1, b: { deep: { x: 1, y: 2 } }, c: 3, d: 4, é: 5, Z: 6 } },
     });
-    expect(Object.keys((await read(url, ["sel"], { limit: 2 })) as object)).toEqual(["Z", "a"]);
+    // Key order inside a response object carries no meaning (contract section 1): compare contents.
+    expect(await read(url, ["sel"], { limit: 2 })).toEqual({ Z: 6, a: 1 });
     expect(await read(url, ["sel"], { limit: 2, reverse: true })).toEqual({ d: 4, é: 5 });
     expect(await read(url, ["sel"], { min: "b", max: "d" })).toEqual({ b: { deep: { x: 1, y: 2 } }, c: 3 });
     expect(await read(url, ["sel"], { min: "b", limit: 1 })).toEqual({ b: { deep: { x: 1, y: 2 } } });

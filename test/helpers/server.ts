@@ -6,6 +6,8 @@ import type { StoreTarget } from "./db.ts";
 
 export interface TestServer {
   kora: RunningKora;
+  /** The PostgreSQL schema holding this server's tree. */
+  schema: string;
   url: string;
   wsUrl: string;
   close(): Promise<void>;
@@ -15,7 +17,7 @@ export async function startTestServer(
   target: StoreTarget,
   options: { limits?: Partial<Limits>; watchBuffer?: number } = {},
 ): Promise<TestServer> {
-  const { store, dispose } = await target.create();
+  const { store, schema, dispose } = await target.create();
   const kora = await startKora({
     store,
     log: silentLogger,
@@ -26,6 +28,7 @@ export async function startTestServer(
   });
   return {
     kora,
+    schema,
     url: kora.url,
     wsUrl: kora.url.replace(/^http/, "ws"),
     async close() {

@@ -1,0 +1,26 @@
+import { KoraError } from "../errors.ts";
+
+/**
+ * The few things the SQL store needs from a driver, so one SQL module serves both `pg` and PGlite.
+ * PGlite has a single connection: inside `transaction`, queries must go through the transaction
+ * handle (never the outer one) or they deadlock; this interface makes that the only way.
+ */
+export interface Queryable {
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /** Several statements without parameters (migrations). */
+  exec(sql: string): Promise<void>;
+}
+
+export interface Db extends Queryable {
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  close(): Promise<void>;
+}
+
+/** Quotes an identifier: the only way names reach SQL text. Values always go as parameters. */
+export function ident(name: string): string {
+  if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {
+    throw new KoraError("BAD_USER_INPUT", `schema name ${JSON.stringify(name)} must match [A-Za-z_][A-Za-z0-9_]* (at most 63 characters)`);
+  }
+  return `"${name}"`;
+}
+

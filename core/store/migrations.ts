@@ -1,0 +1,104 @@
+/**
+ * Versioned migrations, run at start-up inside one transaction under an advisory lock, so several
+ * gateway processes starting at once neither race nor run a migration twice. Append new
+ * migrations to the list; never edit one that has shipped.
+ */
+import { type Db, ident } from "./db.ts";
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: (schema: string) => string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: "tree, change log, version counter",
+    sql: (s) => `
+      -- One row per leaf. Objects have no rows: an object exists while it has leaves, so empty
+      -- objects vanish by construction. ts: the hybrid-logical-clock stamp of the write that set
+      -- the leaf (used by offline clients' conflict resolution).
+      CREATE TABLE ${s}.nodes (
+        path text COLLATE "C" PRIMARY KEY,
+        value jsonb NOT NULL,
+        ts text
+      );
+      -- The change log: every committed mutation with its version. write_id: a client's id for
+      -- idempotent retries.
+      CREATE TABLE ${s}.changes (
+        version bigint PRIMARY KEY,
+        mutation jsonb NOT NULL,
+        committed_at timestamptz NOT NULL DEFAULT now(),
+        write_id text
+      );
+      CREATE UNIQUE INDEX changes_write_id ON ${s}.changes (write_id) WHERE write_id IS NOT NULL;
+      -- The version counter. Writers lock this row first, so versions are assigned in commit
+      -- order and are contiguous (see docs/storage.md).
+      CREATE TABLE ${s}.meta (id int PRIMARY KEY CHECK (id = 1), version bigint NOT NULL);
+      INSERT INTO ${s}.meta VALUES (1, 0);
+      -- The range of the children selected by min/max/limit/reverse under an encoded path:
+      -- a loose index scan that jumps from child to child, one index probe per child.
+      CREATE FUNCTION ${s}.child_range(prefix text, lo text, hi text, lim int, rev boolean,
+                                        OUT from_path text, OUT to_path text)
+      LANGUAGE plpgsql STABLE AS $fn$
+      DECLARE
+        cur text;
+        found_path text;
+        child text;
+        n int := 0;
+      BEGIN
+        from_path := lo;
+        to_path := hi;
+        IF lim IS NULL THEN RETURN; END IF;
+        IF NOT coalesce(rev, false) THEN
+          cur := lo;
+          LOOP
+            EXIT WHEN n >= lim;
+            SELECT path INTO found_path FROM ${s}.nodes
+              WHERE path >= cur AND path < hi ORDER BY path LIMIT 1;
+            EXIT WHEN found_path IS NULL;
+            child := split_part(substr(found_path, length(prefix) + 1), chr(1), 1);
+            cur := prefix || child || chr(2);
+            found_path := NULL;
+            n := n + 1;
+          END LOOP;
+          to_path := CASE WHEN n = 0 THEN lo ELSE cur END;
+        ELSE
+          cur := hi;
+          LOOP
+            EXIT WHEN n >= lim;
+            SELECT path INTO found_path FROM ${s}.nodes
+              WHERE path >= lo AND path < cur ORDER BY path DESC LIMIT 1;
+            EXIT WHEN found_path IS NULL;
+            child := split_part(substr(found_path, length(prefix) + 1), chr(1), 1);
+            cur := prefix || child || chr(1);
+            found_path := NULL;
+            n := n + 1;
+          END LOOP;
+          from_path := CASE WHEN n = 0 THEN hi ELSE cur END;
+        END IF;
+      END
+      $fn$;
+    `,
+  },
+];
+
+export async function migrate(db: Db, schemaName: string): Promise<void> {
+  const s = ident(schemaName);
+  await db.transaction(async (tx) => {
+    await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`kora:migrate:${schemaName}`]);
+    await tx.query(`CREATE SCHEMA IF NOT EXISTS ${s}`);
+    await tx.query(
+      `CREATE TABLE IF NOT EXISTS ${s}.migrations (version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`,
+    );
+    const done = new Set(
+      (await tx.query<{ version: number }>(`SELECT version FROM ${s}.migrations`)).map((r) => Number(r.version)),
+    );
+    for (const m of MIGRATIONS) {
+      if (done.has(m.version)) continue;
+      await tx.exec(m.sql(s));
+      await tx.query(`INSERT INTO ${s}.migrations (version, name) VALUES ($1, $2)`, [m.version, m.name]);
+    }
+  });
+}

@@ -1,0 +1,353 @@
+/**
+ * The Store over SQL, shared by server PostgreSQL and PGlite: same statements, same schema.
+ * docs/storage.md explains the design; the comments here say why each step is the way it is.
+ */
+import { KoraError } from "../errors.ts";
+import type { BuildMutation, ChangeFeed, CommitResult, ReadRequest, ReadResult, Store, WriteContext } from "../store.ts";
+import { isEmptyMutation, isTree } from "../tree.ts";
+import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
+import { type Db, type Queryable, ident } from "./db.ts";
+import { encodePath, keysBelow, upperBound } from "./encoding.ts";
+import { migrate } from "./migrations.ts";
+
+/** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
+export function channelFor(schema: string): string {
+  return `kora_changes_${schema}`.slice(0, 63);
+}
+
+/** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data. */
+export function parseJson<T>(text: string): T {
+  return JSON.parse(text, (_key, value) => {
+    if (value && typeof value === "object" && !Array.isArray(value) && Object.getPrototypeOf(value) !== null) {
+      const out = Object.create(null) as Record<string, unknown>;
+      for (const k of Object.keys(value)) out[k] = value[k];
+      return out;
+    }
+    return value;
+  }) as T;
+}
+
+/** Maps driver errors to Kora's codes; the one place SQLSTATEs are interpreted. */
+export function mapSqlError(error: unknown): unknown {
+  const code = (error as { code?: unknown })?.code;
+  if (typeof code !== "string" || error instanceof KoraError) return error;
+  if (code === "54000" || code === "54001") {
+    return new KoraError("PAYLOAD_TOO_LARGE", "the mutation is too large for the database to process; split it", { cause: error });
+  }
+  if (code === "22P05" || code === "22021" || code === "22P02") {
+    return new KoraError("BAD_USER_INPUT", "a value could not be stored (invalid text or JSON for PostgreSQL)", { cause: error });
+  }
+  return error; // anything else is unexpected: masked at the edge with a logged id
+}
+
+interface Item {
+  build: BuildMutation;
+  resolve: (r: CommitResult) => void;
+  reject: (e: unknown) => void;
+}
+
+export interface SqlStoreOptions {
+  db: Db;
+  schema: string;
+  kind: Store["kind"];
+  description: string;
+  /** Extra feed (e.g. LISTEN on another connection) merged with local commit notices. */
+  remoteFeed?: ChangeFeed;
+  /** Most mutations committed in one transaction. Default 256. */
+  maxBatch?: number;
+  /** Called after close() has drained commits, to release driver resources. */
+  onClose?: () => Promise<void>;
+}
+
+/** Flattens a mutation into the statements' parameter arrays. */
+function plan(m: Mutation) {
+  const rangeLo: string[] = [];
+  const rangeHi: string[] = [];
+  const ancestors = new Set<string>();
+  const leafPaths: string[] = [];
+  const leafValues: string[] = [];
+
+  const walkDelete = (node: DeleteTree, path: string[]) => {
+    for (const key in node) {
+      const mark = node[key] as true | DeleteTree;
+      const p = [...path, key];
+      if (mark === true) {
+        const enc = encodePath(p);
+        rangeLo.push(enc);
+        rangeHi.push(upperBound(enc));
+      } else walkDelete(mark, p);
+    }
+  };
+  const walkMerge = (node: Tree, path: string[]) => {
+    for (const key in node) {
+      const value = node[key] as Node;
+      const p = [...path, key];
+      if (isTree(value)) walkMerge(value, p);
+      else {
+        const enc = encodePath(p);
+        // A leaf replaces whatever subtree was there: every row strictly below it goes. The
+        // smallest child key starts at U+0020 (control characters are not keys).
+        rangeLo.push(`${enc} `);
+        rangeHi.push(upperBound(enc));
+        // An object merged onto a leaf replaces the leaf: rows at ancestor paths go.
+        for (let i = 1; i < p.length; i++) ancestors.add(encodePath(p.slice(0, i)));
+        leafPaths.push(enc);
+        leafValues.push(JSON.stringify(value));
+      }
+    }
+  };
+  walkDelete(m.delete, []);
+  const deleteRanges = rangeLo.length;
+  walkMerge(m.merge, []);
+  return { rangeLo, rangeHi, deleteRanges, ancestors: [...ancestors], leafPaths, leafValues };
+}
+
+export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
+  const { db } = options;
+  const s = ident(options.schema);
+  const maxBatch = options.maxBatch ?? 256;
+  await migrate(db, options.schema);
+
+  const listeners = new Set<(v: Version) => void>();
+  const emit = (v: Version) => {
+    for (const l of listeners) l(v);
+  };
+  const unsubscribeRemote = options.remoteFeed?.subscribe(emit);
+  const feed: ChangeFeed = {
+    subscribe(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+  };
+
+  const READ_SQL = `
+    WITH req AS (
+      SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[])
+        AS r(i, exact, lo, hi, lim, rev)
+    ), bounds AS (
+      SELECT req.i, req.exact, cr.from_path, cr.to_path
+      FROM req CROSS JOIN LATERAL ${s}.child_range(req.exact, req.lo, req.hi, req.lim, req.rev) cr
+    )
+    SELECT -1 AS i, NULL AS path, version::text AS value FROM ${s}.meta WHERE id = 1
+    UNION ALL
+    SELECT b.i, n.path, n.value::text FROM bounds b
+      CROSS JOIN LATERAL (
+        SELECT path, value FROM ${s}.nodes WHERE path = b.exact
+        UNION ALL
+        SELECT path, value FROM ${s}.nodes
+          WHERE path >= b.from_path AND path < b.to_path AND path <> b.exact
+      ) n`;
+
+  function readParams(requests: readonly ReadRequest[]) {
+    const ids: number[] = [];
+    const exact: string[] = [];
+    const lo: string[] = [];
+    const hi: string[] = [];
+    const lim: (number | null)[] = [];
+    const rev: boolean[] = [];
+    requests.forEach((r, i) => {
+      const enc = encodePath(r.path);
+      const o: ReadOptions = r.options ?? {};
+      ids.push(i);
+      exact.push(enc);
+      lo.push(enc + (o.min ?? ""));
+      hi.push(o.max !== undefined ? enc + o.max : upperBound(enc));
+      lim.push(o.limit ?? null);
+      rev.push(o.reverse ?? false);
+    });
+    return [ids, exact, lo, hi, lim, rev];
+  }
+
+  function assemble(requests: readonly ReadRequest[], rows: { i: number; path: string | null; value: string }[]): ReadResult {
+    let version = 0;
+    const values: (Node | undefined)[] = requests.map(() => undefined);
+    const prefixes = requests.map((r) => encodePath(r.path));
+    for (const row of rows) {
+      const i = Number(row.i);
+      if (i < 0) {
+        version = Number(row.value);
+        continue;
+      }
+      const keys = keysBelow(row.path as string, prefixes[i] as string);
+      const leaf = parseJson<Node>(row.value);
+      if (keys.length === 0) {
+        values[i] = leaf; // a leaf at the path itself: options are ignored
+        continue;
+      }
+      let node: Tree;
+      const existing = values[i];
+      if (isTree(existing)) node = existing;
+      else {
+        node = Object.create(null) as Tree;
+        values[i] = node;
+      }
+      for (let k = 0; k < keys.length - 1; k++) {
+        const key = keys[k] as string;
+        let next: Node | undefined = node[key];
+        if (!isTree(next)) {
+          next = Object.create(null) as Tree;
+          node[key] = next;
+        }
+        node = next;
+      }
+      node[keys[keys.length - 1] as string] = leaf;
+    }
+    return { version, values };
+  }
+
+  async function readWith(q: Queryable, requests: readonly ReadRequest[]): Promise<ReadResult> {
+    if (requests.length === 0) {
+      const rows = await q.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
+      return { version: Number(rows[0]?.version ?? 0), values: [] };
+    }
+    const rows = await q.query<{ i: number; path: string | null; value: string }>(READ_SQL, readParams(requests));
+    return assemble(requests, rows);
+  }
+
+  async function apply(tx: Queryable, m: Mutation): Promise<void> {
+    const p = plan(m);
+    // Deletes before merges: the delete tree's ranges, then the rows each merged leaf replaces.
+    if (p.rangeLo.length > 0) {
+      await tx.query(
+        `DELETE FROM ${s}.nodes n USING unnest($1::text[], $2::text[]) AS r(lo, hi) WHERE n.path >= r.lo AND n.path < r.hi`,
+        [p.rangeLo, p.rangeHi],
+      );
+    }
+    if (p.ancestors.length > 0) {
+      await tx.query(`DELETE FROM ${s}.nodes WHERE path = ANY($1::text[])`, [p.ancestors]);
+    }
+    if (p.leafPaths.length > 0) {
+      await tx.query(
+        `INSERT INTO ${s}.nodes (path, value)
+           SELECT r.p, r.v::jsonb FROM unnest($1::text[], $2::text[]) AS r(p, v)
+         ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = NULL`,
+        [p.leafPaths, p.leafValues],
+      );
+    }
+  }
+
+  // Group commit: calls arriving while a transaction runs wait and go together in the next one.
+  const queue: Item[] = [];
+  let running: Promise<void> | undefined;
+  let closed = false;
+  let closing: Promise<void> | undefined;
+  const channel = channelFor(options.schema);
+
+  function kick(): void {
+    if (running || queue.length === 0) return;
+    running = runBatch(queue.splice(0, maxBatch)).finally(() => {
+      running = undefined;
+      kick();
+    });
+  }
+
+  async function runBatch(items: Item[]): Promise<void> {
+    const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
+    let last: Version = 0;
+    try {
+      await db.transaction(async (tx) => {
+        // Lock the counter first: writers everywhere serialize here, so version N+1 can never
+        // become visible before version N (docs/storage.md).
+        const rows = await tx.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+        let version = Number(rows[0]?.version ?? 0);
+        const start = version;
+        const single = items.length === 1;
+        const ctx: WriteContext = {
+          read: async (path: Path, readOptions?: ReadOptions) =>
+            (await readWith(tx, [{ path, options: readOptions }])).values[0],
+        };
+        for (const item of items) {
+          if (!single) await tx.query("SAVEPOINT kora_item");
+          try {
+            const mutation = await item.build(ctx);
+            if (isEmptyMutation(mutation)) {
+              outcomes.push({ ok: true, result: { version, mutation, empty: true } });
+            } else {
+              await apply(tx, mutation);
+              version += 1;
+              await tx.query(`INSERT INTO ${s}.changes (version, mutation) VALUES ($1, $2::jsonb)`, [
+                version,
+                JSON.stringify(mutation),
+              ]);
+              outcomes.push({ ok: true, result: { version, mutation, empty: false } });
+            }
+            if (!single) await tx.query("RELEASE SAVEPOINT kora_item");
+          } catch (error) {
+            if (single) throw error;
+            await tx.query("ROLLBACK TO SAVEPOINT kora_item");
+            outcomes.push({ ok: false, error: mapSqlError(error) });
+          }
+        }
+        if (version !== start) {
+          await tx.query(`UPDATE ${s}.meta SET version = $1 WHERE id = 1`, [version]);
+          // A hint for other processes, delivered at commit in commit order: only the version.
+          await tx.query("SELECT pg_notify($1, $2)", [channel, String(version)]);
+        }
+        last = version;
+      });
+    } catch (error) {
+      const mapped = mapSqlError(error);
+      for (const item of items) item.reject(mapped);
+      return;
+    }
+    emit(last);
+    items.forEach((item, i) => {
+      const o = outcomes[i];
+      if (!o) item.reject(new Error("commit outcome missing"));
+      else if (o.ok) item.resolve(o.result);
+      else item.reject(o.error);
+    });
+  }
+
+  return {
+    kind: options.kind,
+    description: options.description,
+    feed,
+    read: (requests) => readWith(db, requests),
+    commit(build) {
+      if (closed) return Promise.reject(new Error("store is closed"));
+      return new Promise<CommitResult>((resolve, reject) => {
+        queue.push({ build, resolve, reject });
+        kick();
+      });
+    },
+    async changes(after, limit) {
+      // The alias matters: ORDER BY a name that is also an output column sorts by the output (text).
+      const rows = await db.query<{ v: string; m: string }>(
+        `SELECT c.version::text AS v, c.mutation::text AS m FROM ${s}.changes c WHERE c.version > $1 ORDER BY c.version LIMIT $2`,
+        [after, limit],
+      );
+      return rows.map((r): Change => ({ version: Number(r.v), mutation: parseJson<Mutation>(r.m) }));
+    },
+    async version() {
+      const rows = await db.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
+      return Number(rows[0]?.version ?? 0);
+    },
+    async oldestVersion() {
+      const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
+      return rows[0]?.v == null ? undefined : Number(rows[0].v);
+    },
+    async trim({ keep, maxAgeMs }) {
+      const rows = await db.query<{ n: number }>(
+        `WITH gone AS (
+           DELETE FROM ${s}.changes
+           WHERE version <= (SELECT version FROM ${s}.meta WHERE id = 1) - $1
+             AND committed_at <= now() - make_interval(secs => $2::double precision / 1000)
+           RETURNING 1)
+         SELECT count(*)::int AS n FROM gone`,
+        [keep, maxAgeMs],
+      );
+      return Number(rows[0]?.n ?? 0);
+    },
+    close() {
+      // Idempotent: the gateway and its owner may both close the store.
+      closing ??= (async () => {
+        closed = true;
+        while (running) await running;
+        unsubscribeRemote?.();
+        await options.onClose?.();
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,76 @@
+/**
+ * Store targets for the suites: PGlite (always) and server PostgreSQL (when DATABASE_URL is set).
+ * Every store gets a fresh, uniquely named PostgreSQL schema that `dispose()` drops, so no test
+ * depends on leftovers. With KORA_REQUIRE_PG=1 a missing DATABASE_URL fails instead of skipping.
+ */
+import { randomBytes } from "node:crypto";
+import pg from "pg";
+import type { Store } from "../../core/store.ts";
+import { createPgliteStore, createPostgresStore } from "../../core/store/index.ts";
+
+export interface StoreTarget {
+  name: "pglite" | "postgres";
+  create(): Promise<{ store: Store; schema: string; dispose(): Promise<void> }>;
+}
+
+export function uniqueSchema(): string {
+  return `kora_t_${randomBytes(6).toString("hex")}`;
+}
+
+export const pgliteTarget: StoreTarget = {
+  name: "pglite",
+  async create() {
+    const schema = uniqueSchema();
+    const store = await createPgliteStore({ schema });
+    return { store, schema, dispose: () => store.close() };
+  },
+};
+
+export function databaseUrl(): string | undefined {
+  return process.env.DATABASE_URL || undefined;
+}
+
+/** Drops a schema through its own connection (the store's pool is closed by then). */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+  } finally {
+    await client.end();
+  }
+}
+
+export function postgresTarget(): StoreTarget | undefined {
+  const url = databaseUrl();
+  if (!url) {
+    if (process.env.KORA_REQUIRE_PG === "1") {
+      return {
+        name: "postgres",
+        create: () => Promise.reject(new Error("KORA_REQUIRE_PG=1 but DATABASE_URL is not set: the PostgreSQL suites cannot run")),
+      };
+    }
+    return undefined;
+  }
+  return {
+    name: "postgres",
+    async create() {
+      const schema = uniqueSchema();
+      const store = await createPostgresStore({ url, schema, poolSize: 6 });
+      return {
+        store,
+        schema,
+        async dispose() {
+          await store.close();
+          await dropSchema(url, schema);
+        },
+      };
+    },
+  };
+}
+
+/** Every target to run a suite against: PGlite, plus server PostgreSQL when configured. */
+export function storeTargets(): StoreTarget[] {
+  const postgres = postgresTarget();
+  return postgres ? [pgliteTarget, postgres] : [pgliteTarget];
+}
