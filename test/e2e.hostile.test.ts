@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type WireEvent, wsClient } from "./helpers/clients.ts";
 import { storeTargets } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
-import { DELETE, MERGE, MUTATE, PATH, WATCH, type TestServer, http, merge, read, startTestServer } from "./helpers/server.ts";
+import { DELETE, MERGE, MUTATE, PATH, WATCH, type TestServer, type http, merge, read, startTestServer } from "./helpers/server.ts";
 
 const LIMIT = 64 * 1024; // a small mutation limit keeps the oversized cases cheap
 

@@ -68,7 +68,7 @@ const apollo: ClientKind = {
           next: (r) => {
             if (r.error) return events.fail(r.error);
             // Apollo adds __typename to every object it normalizes; the event itself is the same.
-            const { __typename: _t, ...event } = r.data?.watch as WireEvent & { __typename?: string };
+            const { __typename: _t, ...event } = r.data!.watch as WireEvent & { __typename?: string };
             events.push(event);
           },
           error: (e) => events.fail(e),

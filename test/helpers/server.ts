@@ -43,7 +43,7 @@ export interface GraphQLResponse<T = Record<string, unknown>> {
   errors?: { message: string; extensions?: { code?: string; [k: string]: unknown } }[];
 }
 
-export async function http<T = Record<string, any>>(
+export async function http<T = Record<string, unknown>>(
   url: string,
   query: string,
   variables?: Record<string, unknown>,
@@ -57,7 +57,7 @@ export async function http<T = Record<string, any>>(
 }
 
 /** Runs an operation and fails the test on any error. */
-export async function ok<T = Record<string, any>>(url: string, query: string, variables?: Record<string, unknown>): Promise<T> {
+export async function ok<T = Record<string, unknown>>(url: string, query: string, variables?: Record<string, unknown>): Promise<T> {
   const r = await http<T>(url, query, variables);
   if (r.errors?.length) throw new Error(`GraphQL errors: ${JSON.stringify(r.errors)}`);
   return r.data as T;
