@@ -69,6 +69,8 @@ export interface Store {
   trim(options: { keep: number; maxAgeMs: number }): Promise<number>;
   /** Notices of new versions, from this process and (for server PostgreSQL) from every other. */
   readonly feed: ChangeFeed;
+  /** The query plan of reading `path` (diagnostics and tests: a subtree read is an index range scan). */
+  explain?(path: Path): Promise<string>;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
 }

@@ -14,6 +14,11 @@ export interface PgliteStoreOptions {
   dataDir?: string | undefined;
   /** PostgreSQL schema holding Kora's tables. Default `kora`. */
   schema?: string;
+  /**
+   * An open PGlite to use instead of opening one (tests share one instance across schemas:
+   * starting PGlite takes seconds). The store does not close it.
+   */
+  pglite?: PGlite;
 }
 
 function queryable(q: Pick<PGlite, "query" | "exec">): Queryable {
@@ -30,19 +35,22 @@ function queryable(q: Pick<PGlite, "query" | "exec">): Queryable {
 export async function createPgliteStore(options: PgliteStoreOptions = {}): Promise<Store> {
   const dataDir = options.dataDir === undefined ? undefined : resolve(options.dataDir);
   if (dataDir) mkdirSync(dataDir, { recursive: true });
-  const pglite = dataDir ? new PGlite(dataDir) : new PGlite();
+  const shared = options.pglite;
+  const pglite = shared ?? (dataDir ? new PGlite(dataDir) : new PGlite());
   await pglite.waitReady;
   const db: Db = {
     ...queryable(pglite),
     // Inside a transaction only the transaction handle may be used: PGlite has one connection.
     transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
-    close: () => pglite.close(),
+    close: async () => {
+      if (!shared) await pglite.close();
+    },
   };
   return createSqlStore({
     db,
     schema: options.schema ?? "kora",
     kind: "pglite",
     description: dataDir ? `embedded PostgreSQL (PGlite) in ${options.dataDir}` : "embedded PostgreSQL (PGlite) in memory",
-    onClose: () => pglite.close(),
+    onClose: () => db.close(),
   });
 }

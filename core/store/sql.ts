@@ -327,6 +327,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
       return rows[0]?.v == null ? undefined : Number(rows[0].v);
     },
+    async explain(path) {
+      await db.query(`ANALYZE ${s}.nodes`);
+      const rows = await db.query<Record<string, string>>(`EXPLAIN ${READ_SQL}`, readParams([{ path }]));
+      return rows.map((r) => Object.values(r)[0]).join("\n");
+    },
     async trim({ keep, maxAgeMs }) {
       const rows = await db.query<{ n: number }>(
         `WITH gone AS (

@@ -4,6 +4,7 @@
  * depends on leftovers. With KORA_REQUIRE_PG=1 a missing DATABASE_URL fails instead of skipping.
  */
 import { randomBytes } from "node:crypto";
+import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import type { Store } from "../../core/store.ts";
 import { createPgliteStore, createPostgresStore } from "../../core/store/index.ts";
@@ -17,12 +18,24 @@ export function uniqueSchema(): string {
   return `kora_t_${randomBytes(6).toString("hex")}`;
 }
 
+// One in-memory PGlite per test worker (starting one takes seconds); schemas keep tests apart.
+let sharedPglite: Promise<PGlite> | undefined;
+
 export const pgliteTarget: StoreTarget = {
   name: "pglite",
   async create() {
+    sharedPglite ??= PGlite.create();
+    const pglite = await sharedPglite;
     const schema = uniqueSchema();
-    const store = await createPgliteStore({ schema });
-    return { store, schema, dispose: () => store.close() };
+    const store = await createPgliteStore({ schema, pglite });
+    return {
+      store,
+      schema,
+      async dispose() {
+        await store.close();
+        await pglite.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      },
+    };
   },
 };
 
