@@ -24,6 +24,56 @@ export interface WriteContext {
    * committed earlier in the same batch, never anything of the mutation being built.
    */
   read(path: Path, options?: ReadOptions): Promise<Node | undefined>;
+  /**
+   * Records side-effect tasks in the outbox, in the same transaction as the mutation (stores
+   * with an `outbox` only). Tasks of a mutation that aborts are never recorded.
+   */
+  enqueue?(task: OutboxTaskInput): void;
+}
+
+/** A side-effect task to record in the outbox (docs/interceptors.md, "Effects"). */
+export interface OutboxTaskInput {
+  /** The interceptor whose `runEffect` performs it. */
+  interceptor: string;
+  /** JSON data the task needs; stored as JSONB. */
+  payload: unknown;
+  /** Most attempts before the task is marked failed. */
+  maxAttempts: number;
+}
+
+export type OutboxState = "pending" | "running" | "done" | "failed";
+
+export interface OutboxTask {
+  id: number;
+  /** The version of the mutation that recorded the task (the current version for empty ones). */
+  version: number;
+  interceptor: string;
+  payload: unknown;
+  state: OutboxState;
+  attempts: number;
+  maxAttempts: number;
+  /** When the task may run next (pending) or when its lease ends (running). */
+  nextAt: Date;
+  lastError: string | null;
+  createdAt: Date;
+  doneAt: Date | null;
+}
+
+/**
+ * The outbox of side-effect tasks, shared by every gateway process on the store. Claiming leases
+ * tasks with `FOR UPDATE SKIP LOCKED`, so each run is taken by one process; a process that dies
+ * mid-run leaves its lease to expire and the task runs again (at least once).
+ */
+export interface Outbox {
+  /** Leases up to `limit` due tasks (pending, or running with an expired lease) for `leaseMs`. */
+  claim(limit: number, leaseMs: number): Promise<OutboxTask[]>;
+  complete(id: number): Promise<void>;
+  /** Records a failed attempt: pending again at `retryAt`, or failed for good when null. */
+  fail(id: number, error: string, retryAt: Date | null): Promise<void>;
+  /** Tasks, newest first, optionally of one state. */
+  list(options?: { state?: OutboxState; limit?: number }): Promise<OutboxTask[]>;
+  /** When the next pending task falls due, or undefined when none is pending. */
+  nextDue(): Promise<Date | undefined>;
 }
 
 /**
@@ -71,6 +121,8 @@ export interface Store {
   readonly feed: ChangeFeed;
   /** The query plan of reading `path` (diagnostics and tests: a subtree read is an index range scan). */
   explain?(path: Path): Promise<string>;
+  /** The side-effect outbox (docs/interceptors.md); absent on stores without one. */
+  readonly outbox?: Outbox;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
 }

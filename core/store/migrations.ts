@@ -82,6 +82,28 @@ export const MIGRATIONS: Migration[] = [
       $fn$;
     `,
   },
+  {
+    version: 2,
+    name: "effects outbox",
+    sql: (s) => `
+      -- Side-effect tasks recorded in the same transaction as their mutation, run after commit
+      -- with retries (docs/interceptors.md, "Effects").
+      CREATE TABLE ${s}.effects (
+        id bigserial PRIMARY KEY,
+        version bigint NOT NULL,
+        interceptor text NOT NULL,
+        payload jsonb NOT NULL,
+        state text NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'running', 'done', 'failed')),
+        attempts int NOT NULL DEFAULT 0,
+        max_attempts int NOT NULL,
+        next_at timestamptz NOT NULL DEFAULT now(),
+        last_error text,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        done_at timestamptz
+      );
+      CREATE INDEX effects_due ON ${s}.effects (next_at) WHERE state IN ('pending', 'running');
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

@@ -3,7 +3,19 @@
  * docs/storage.md explains the design; the comments here say why each step is the way it is.
  */
 import { KoraError } from "../errors.ts";
-import type { BuildMutation, ChangeFeed, CommitResult, ReadRequest, ReadResult, Store, WriteContext } from "../store.ts";
+import type {
+  BuildMutation,
+  ChangeFeed,
+  CommitResult,
+  Outbox,
+  OutboxState,
+  OutboxTask,
+  OutboxTaskInput,
+  ReadRequest,
+  ReadResult,
+  Store,
+  WriteContext,
+} from "../store.ts";
 import { isEmptyMutation, isTree } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { type Db, type Queryable, ident } from "./db.ts";
@@ -226,6 +238,70 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     }
   }
 
+  async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
+    await tx.query(
+      `INSERT INTO ${s}.effects (version, interceptor, payload, max_attempts)
+         SELECT $1, r.i, r.p::jsonb, r.m FROM unnest($2::text[], $3::text[], $4::int[]) AS r(i, p, m)`,
+      [version, tasks.map((t) => t.interceptor), tasks.map((t) => JSON.stringify(t.payload ?? null)), tasks.map((t) => t.maxAttempts)],
+    );
+  }
+
+  type TaskRow = {
+    id: string; version: string; interceptor: string; payload: string; state: OutboxState; attempts: number;
+    max_attempts: number; next_at: string; last_error: string | null; created_at: string; done_at: string | null;
+  };
+  const TASK_COLUMNS = `id::text, version::text, interceptor, payload::text, state, attempts, max_attempts,
+    next_at::text, last_error, created_at::text, done_at::text`;
+  const toTask = (r: TaskRow): OutboxTask => ({
+    id: Number(r.id),
+    version: Number(r.version),
+    interceptor: r.interceptor,
+    payload: parseJson(r.payload),
+    state: r.state,
+    attempts: Number(r.attempts),
+    maxAttempts: Number(r.max_attempts),
+    nextAt: new Date(r.next_at),
+    lastError: r.last_error,
+    createdAt: new Date(r.created_at),
+    doneAt: r.done_at === null ? null : new Date(r.done_at),
+  });
+  const outbox: Outbox = {
+    async claim(limit, leaseMs) {
+      const rows = await db.query<TaskRow>(
+        `UPDATE ${s}.effects e SET state = 'running', attempts = e.attempts + 1,
+             next_at = now() + make_interval(secs => $2::double precision / 1000)
+           WHERE e.id IN (SELECT id FROM ${s}.effects WHERE state IN ('pending', 'running') AND next_at <= now()
+                          ORDER BY next_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
+           RETURNING ${TASK_COLUMNS}`,
+        [limit, leaseMs],
+      );
+      return rows.map(toTask);
+    },
+    async complete(id) {
+      await db.query(`UPDATE ${s}.effects SET state = 'done', done_at = now(), last_error = NULL WHERE id = $1`, [id]);
+    },
+    async fail(id, error, retryAt) {
+      await db.query(
+        `UPDATE ${s}.effects SET state = CASE WHEN $3::timestamptz IS NULL THEN 'failed' ELSE 'pending' END,
+           next_at = coalesce($3::timestamptz, next_at), last_error = $2 WHERE id = $1`,
+        [id, error.slice(0, 2000), retryAt === null ? null : retryAt.toISOString()],
+      );
+    },
+    async list(options = {}) {
+      const rows = await db.query<TaskRow>(
+        `SELECT ${TASK_COLUMNS} FROM ${s}.effects WHERE ($1::text IS NULL OR state = $1) ORDER BY id DESC LIMIT $2`,
+        [options.state ?? null, options.limit ?? 100],
+      );
+      return rows.map(toTask);
+    },
+    async nextDue() {
+      const rows = await db.query<{ t: string | null }>(
+        `SELECT min(next_at)::text AS t FROM ${s}.effects WHERE state IN ('pending', 'running')`,
+      );
+      return rows[0]?.t == null ? undefined : new Date(rows[0].t);
+    },
+  };
+
   // Group commit: calls arriving while a transaction runs wait and go together in the next one.
   const queue: Item[] = [];
   let running: Promise<void> | undefined;
@@ -252,13 +328,13 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         let version = Number(rows[0]?.version ?? 0);
         const start = version;
         const single = items.length === 1;
-        const ctx: WriteContext = {
-          read: async (path: Path, readOptions?: ReadOptions) =>
-            (await readWith(tx, [{ path, options: readOptions }])).values[0],
-        };
+        const read = async (path: Path, readOptions?: ReadOptions) =>
+          (await readWith(tx, [{ path, options: readOptions }])).values[0];
         for (const item of items) {
           if (!single) await tx.query("SAVEPOINT kora_item");
           try {
+            const tasks: OutboxTaskInput[] = [];
+            const ctx: WriteContext = { read, enqueue: (task) => tasks.push(task) };
             const mutation = await item.build(ctx);
             if (isEmptyMutation(mutation)) {
               outcomes.push({ ok: true, result: { version, mutation, empty: true } });
@@ -271,6 +347,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
               ]);
               outcomes.push({ ok: true, result: { version, mutation, empty: false } });
             }
+            if (tasks.length > 0) await insertTasks(tx, version, tasks);
             if (!single) await tx.query("RELEASE SAVEPOINT kora_item");
           } catch (error) {
             if (single) throw error;
@@ -303,6 +380,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     kind: options.kind,
     description: options.description,
     feed,
+    outbox,
     read: (requests) => readWith(db, requests),
     commit(build) {
       if (closed) return Promise.reject(new Error("store is closed"));
