@@ -2,9 +2,50 @@
  * The gateway core: one object that reads, commits and watches, with limits applied. Transports
  * (GraphQL over HTTP, SSE and WebSocket) sit on top of it; it knows nothing about them.
  */
+import { KoraError, showPath } from "./errors.ts";
 import type { BuildMutation, CommitResult, ReadRequest, ReadResult, Store } from "./store.ts";
-import { DEFAULT_LIMITS, type Limits, type Mutation, type Path } from "./types.ts";
-import { type Watch, type WatchHub, type WatchOptions, createWatchHub } from "./watch.ts";
+import { applyMutation, emptyTree, getNode } from "./tree.ts";
+import { DEFAULT_LIMITS, type Limits, type Mutation, type Node, type Path, type ReadOptions, type Tree } from "./types.ts";
+import { type Watch, type WatchEvent, type WatchHub, type WatchOptions, createWatchHub } from "./watch.ts";
+
+/**
+ * Who is asking: built once per HTTP request or WebSocket connection (server/auth.ts) and passed
+ * to every gateway call. Server-side code that passes none acts as `INTERNAL_CALLER`.
+ */
+export interface Caller {
+  /** The verified token's claims, or null for anonymous callers. */
+  auth: Readonly<Record<string, unknown>> | null;
+  /** True for server-side writes and reads (interceptor additions, effects, scripts). */
+  internal: boolean;
+  /** Seconds since the epoch when `auth` expires (the token's `exp`); watches end then. */
+  expiresAt?: number | undefined;
+}
+
+export const INTERNAL_CALLER: Caller = Object.freeze({ auth: null, internal: true });
+
+/**
+ * The server-side logic the gateway runs on every commit, read and watch: implemented by the
+ * interceptor chain (interceptors/chain.ts). core/ only knows this interface.
+ */
+export interface Pipeline {
+  /** The builder a commit runs inside the write transaction (interceptors, additions, outbox). */
+  build(mutation: Mutation, caller: Caller): BuildMutation;
+  /** After a commit (afterMutation hooks, effect runner wake-up); never throws. */
+  committed(result: CommitResult, caller: Caller): void;
+  /** Answers a read of a virtual path, or undefined when the store should. */
+  resolve(path: Path, options: ReadOptions | undefined, caller: Caller): Promise<{ value: Node | undefined } | undefined>;
+  /** Throws FORBIDDEN when `caller` may read nothing at `target` (queries and new watches). */
+  authorize(target: Path, caller: Caller, kind: "query" | "watch"): Promise<void>;
+  /** The part of a value read at `target` that `caller` may see (undefined when nothing). */
+  filterValue(target: Path, value: Node | undefined, caller: Caller): Promise<Node | undefined>;
+  /** The part of a watch event (rooted at []) that `caller` may see; null drops the event. */
+  filterEvent(target: Path, mutation: Mutation, caller: Caller): Promise<Mutation | null>;
+  /** Whether reads need checking at all (false: no read hooks, so reads skip the pipeline). */
+  readonly checksReads: boolean;
+  /** Starts background work (the effect runner) once the gateway exists. */
+  start?(gateway: Gateway): void;
+  close?(): Promise<void>;
+}
 
 /** The smallest logger interface Kora needs; pino satisfies it. */
 export interface Logger {
@@ -28,6 +69,8 @@ export interface GatewayOptions {
    */
   retention?: { keep?: number; maxAgeMs?: number; intervalMs?: number };
   log?: Logger;
+  /** Server-side logic run on every commit, read and watch (the interceptor chain). */
+  pipeline?: Pipeline;
 }
 
 export interface Gateway {
@@ -35,10 +78,21 @@ export interface Gateway {
   readonly limits: Limits;
   readonly hub: WatchHub;
   readonly log: Logger;
+  readonly pipeline: Pipeline | undefined;
+  /** Reads the store directly: no interceptor, no authorization (server-side code). */
   read(requests: readonly ReadRequest[]): Promise<ReadResult>;
-  /** Commits a normalized mutation, or one built inside the write transaction. */
-  commit(mutation: Mutation | BuildMutation): Promise<CommitResult>;
-  watch(path: Path, options?: WatchOptions): Promise<Watch>;
+  /**
+   * Reads for a caller: virtual paths resolved, each value authorized and filtered. A request the
+   * caller may not read at all yields a FORBIDDEN `KoraError` in its place.
+   */
+  query(requests: readonly ReadRequest[], caller: Caller): Promise<{ version: number; values: (Node | undefined | KoraError)[] }>;
+  /**
+   * Commits a normalized mutation through the pipeline as `caller` (default: internal), or a
+   * builder run inside the write transaction as is.
+   */
+  commit(mutation: Mutation | BuildMutation, caller?: Caller): Promise<CommitResult>;
+  /** Watches `path` as `caller` (default: internal): authorized, events filtered, ends on expiry. */
+  watch(path: Path, options?: WatchOptions, caller?: Caller): Promise<Watch>;
   /** Stops accepting work, waits for in-flight commits, ends watches, closes the store. */
   close(): Promise<void>;
 }
@@ -68,31 +122,179 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   let closing = false;
   const inFlight = new Set<Promise<unknown>>();
 
-  return {
+  const { pipeline } = options;
+
+  async function query(requests: readonly ReadRequest[], caller: Caller) {
+    const values: (Node | undefined | KoraError)[] = new Array(requests.length);
+    const toStore: number[] = [];
+    if (pipeline) {
+      await Promise.all(
+        requests.map(async (r, i) => {
+          try {
+            if (pipeline.checksReads) await pipeline.authorize(r.path, caller, "query");
+            const virtual = await pipeline.resolve(r.path, r.options, caller);
+            if (virtual) values[i] = virtual.value;
+            else toStore.push(i);
+          } catch (error) {
+            if (error instanceof KoraError) values[i] = error;
+            else throw error;
+          }
+        }),
+      );
+    } else {
+      for (let i = 0; i < requests.length; i++) toStore.push(i);
+    }
+    toStore.sort((a, b) => a - b);
+    const read = await store.read(toStore.map((i) => requests[i] as ReadRequest));
+    toStore.forEach((i, j) => {
+      values[i] = read.values[j];
+    });
+    if (pipeline?.checksReads) {
+      await Promise.all(
+        requests.map(async (r, i) => {
+          const v = values[i];
+          if (v instanceof KoraError) return;
+          try {
+            values[i] = await pipeline.filterValue(r.path, v, caller);
+          } catch (error) {
+            if (error instanceof KoraError) values[i] = error;
+            else throw error;
+          }
+        }),
+      );
+    }
+    return { version: read.version, values };
+  }
+
+  const gateway: Gateway = {
     store,
     limits,
     hub,
     log,
+    pipeline,
     read: (requests) => store.read(requests),
-    async commit(mutation) {
+    query,
+    async commit(mutation, caller = INTERNAL_CALLER) {
       if (closing) throw new Error("gateway is shutting down");
-      const build: BuildMutation = typeof mutation === "function" ? mutation : async () => mutation;
+      const build: BuildMutation =
+        typeof mutation === "function" ? mutation : pipeline ? pipeline.build(mutation, caller) : async () => mutation;
       const pending = store.commit(build);
       inFlight.add(pending);
       try {
-        return await pending;
+        const result = await pending;
+        if (pipeline && !result.empty) pipeline.committed(result, caller);
+        return result;
       } finally {
         inFlight.delete(pending);
       }
     },
-    watch: (path, watchOptions) => hub.watch(path, watchOptions),
+    async watch(path, watchOptions = {}, caller = INTERNAL_CALLER) {
+      const filtering = pipeline?.checksReads === true;
+      if (filtering) await pipeline.authorize(path, caller, "watch");
+      if (!filtering && caller.expiresAt === undefined) return hub.watch(path, watchOptions);
+      // The hub's own copy of the value would hold unfiltered data: keep a filtered one here.
+      const inner = await hub.watch(path, { ...watchOptions, trackValue: false });
+      return guardedWatch(inner, {
+        filter: filtering ? (m) => pipeline.filterEvent(path, m, caller) : undefined,
+        trackValue: watchOptions.trackValue ?? false,
+        expiresAt: caller.expiresAt,
+      });
+    },
     async close() {
       if (closing) return;
       closing = true;
       if (trimTimer) clearInterval(trimTimer);
       await Promise.allSettled([...inFlight]);
+      await pipeline?.close?.();
       await hub.close();
       await store.close();
     },
   };
+  pipeline?.start?.(gateway);
+  return gateway;
+}
+
+/**
+ * A watch whose events pass through `filter` (dropped when it returns null), whose `value` is
+ * computed from the filtered events, and which ends with UNAUTHENTICATED once `expiresAt` (seconds
+ * since the epoch) passes: a client whose token expired stops receiving events.
+ */
+function guardedWatch(
+  inner: Watch,
+  options: {
+    filter: ((m: Mutation) => Promise<Mutation | null>) | undefined;
+    trackValue: boolean;
+    expiresAt: number | undefined;
+  },
+): Watch {
+  let replica: Tree = emptyTree();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let expired: Promise<never> | undefined;
+  if (options.expiresAt !== undefined) {
+    const ms = Math.max(0, options.expiresAt * 1000 - Date.now());
+    expired = new Promise<never>((_resolve, reject) => {
+      // setTimeout holds at most ~24.8 days; longer tokens are checked again on every event.
+      timer = setTimeout(() => reject(expiredError(inner.path)), Math.min(ms, 2 ** 31 - 1));
+      timer.unref?.();
+    });
+    expired.catch(() => {});
+  }
+  const stop = () => {
+    if (timer) clearTimeout(timer);
+    inner.close();
+  };
+  const watch: Watch = {
+    path: inner.path,
+    async next(): Promise<IteratorResult<WatchEvent>> {
+      for (;;) {
+        if (options.expiresAt !== undefined && options.expiresAt * 1000 <= Date.now()) {
+          stop();
+          throw expiredError(inner.path);
+        }
+        const pending = inner.next();
+        let result: IteratorResult<WatchEvent>;
+        try {
+          result = await (expired ? Promise.race([pending, expired]) : pending);
+        } catch (error) {
+          stop();
+          throw error;
+        }
+        if (result.done) return result;
+        const event = result.value;
+        let mutation: Mutation | null = event.mutation;
+        if (options.filter) mutation = await options.filter(event.mutation);
+        if (mutation === null) {
+          if (!event.snapshot) continue;
+          // A snapshot must still reach the client (it resets its copy), with nothing readable.
+          mutation = { merge: emptyTree(), delete: event.mutation.delete };
+        }
+        const out: WatchEvent = { version: event.version, snapshot: event.snapshot, mutation };
+        if (options.trackValue) {
+          if (event.snapshot) replica = emptyTree();
+          replica = applyMutation(replica, mutation);
+          out.value = getNode(replica, inner.path);
+        }
+        return { done: false, value: out };
+      }
+    },
+    async return() {
+      stop();
+      return { done: true, value: undefined };
+    },
+    async throw(error?: unknown) {
+      stop();
+      throw error;
+    },
+    close: stop,
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+  };
+  return watch;
+}
+
+function expiredError(path: Path): KoraError {
+  return new KoraError("UNAUTHENTICATED", `the token expired; the watch of ${showPath(path)} ended (reconnect with a fresh token)`, {
+    path,
+  });
 }

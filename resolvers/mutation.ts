@@ -11,12 +11,12 @@ export async function resolveMerge(args: { path: readonly string[]; value: unkno
   // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
   const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
   checkMutationSize(args.value, limits);
-  return ctx.gateway.commit(mutation);
+  return ctx.gateway.commit(mutation, ctx.caller);
 }
 
 export async function resolveDelete(args: { path: readonly string[] }, ctx: KoraContext): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
-  return ctx.gateway.commit(deleteAt(pathArg(args.path, limits), limits));
+  return ctx.gateway.commit(deleteAt(pathArg(args.path, limits), limits), ctx.caller);
 }
 
 export async function resolveMutate(
@@ -26,5 +26,5 @@ export async function resolveMutate(
   const { limits } = ctx.gateway;
   const mutation = mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits);
   checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
-  return ctx.gateway.commit(mutation);
+  return ctx.gateway.commit(mutation, ctx.caller);
 }

@@ -12,7 +12,7 @@ export async function subscribeWatch(
   const since = versionArg(args.since, path);
   // Keeping a copy of the subtree costs memory per watch: only when a client asks for `value`.
   const trackValue = info.fieldNodes.some((node) => selects(node.selectionSet, "value", info));
-  return ctx.gateway.watch(path, { since, trackValue });
+  return ctx.gateway.watch(path, { since, trackValue }, ctx.caller);
 }
 
 /** Whether a selection set asks for `field`, looking through fragments. */

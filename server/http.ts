@@ -11,9 +11,11 @@ import { GraphQLError, type ExecutionArgs } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
 import { WebSocketServer } from "ws";
-import type { Gateway, Logger } from "../core/gateway.ts";
+import type { Caller, Gateway, Logger } from "../core/gateway.ts";
+import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
+import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
@@ -29,6 +31,11 @@ export interface KoraServerOptions {
   maxMessageBytes?: number;
   /** Extra envelop/yoga plugins, run for every transport. */
   plugins?: Plugin[];
+  /**
+   * Turns a request's credentials into the caller every hook and rule sees (server/auth.ts).
+   * Default: no token verification; requests without a token are anonymous (`auth = null`).
+   */
+  authenticate?: Authenticator;
   log: Logger;
 }
 
@@ -44,11 +51,23 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const documentLimits = { ...DEFAULT_DOCUMENT_LIMITS, ...options.documentLimits };
   const maxMessageBytes = options.maxMessageBytes ?? gateway.limits.maxMutationBytes + 64 * 1024;
   const maskError = createMaskError(log);
+  const authenticate = options.authenticate ?? createAuthenticator();
 
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
     graphqlEndpoint: "/graphql",
-    context: () => createContext(gateway),
+    // WebSocket operations arrive with the caller of their connection (see onConnect below);
+    // HTTP and SSE requests are authenticated here, once per request.
+    context: async (initial) => {
+      const fromSocket = (initial as { koraCaller?: Caller }).koraCaller;
+      if (fromSocket) return createContext(gateway, fromSocket);
+      const request = (initial as { request: Request }).request;
+      const caller = await authenticate({
+        authorization: request.headers.get("authorization") ?? undefined,
+        headers: Object.fromEntries(request.headers),
+      });
+      return createContext(gateway, caller);
+    },
     maskedErrors: { maskError: (error) => maskError(error) },
     // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
     renderGraphiQL,
@@ -94,8 +113,35 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
       subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      // Authenticated once per connection, from connectionParams or the upgrade request's header.
+      // A refused token does not close the socket: every operation on it fails UNAUTHENTICATED.
+      onConnect: async (ctx) => {
+        const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
+        try {
+          const headers = ctx.extra.request.headers;
+          extra.koraCaller = await authenticate({
+            authorization: typeof headers.authorization === "string" ? headers.authorization : undefined,
+            connectionParams: ctx.connectionParams,
+            headers,
+          });
+        } catch (error) {
+          if (!(error instanceof KoraError)) throw error;
+          extra.koraAuthError = error;
+        }
+        return true;
+      },
+      // Errors that end a subscription (an expired token) get the same codes as everywhere else.
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e)),
       onSubscribe: async (ctx, _id, params) => {
-        const enveloped = yoga.getEnveloped({ ...ctx, req: ctx.extra.request, socket: ctx.extra.socket, params });
+        const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
+        if (extra.koraAuthError) return [maskError(extra.koraAuthError)];
+        const enveloped = yoga.getEnveloped({
+          ...ctx,
+          req: ctx.extra.request,
+          socket: ctx.extra.socket,
+          params,
+          koraCaller: extra.koraCaller,
+        });
         let document: ReturnType<typeof enveloped.parse>;
         try {
           document = enveloped.parse(params.query);
