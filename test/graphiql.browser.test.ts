@@ -1,0 +1,67 @@
+/**
+ * GraphiQL in a real browser (Debian's Chromium driven by playwright-core): a `watch` run from
+ * GraphiQL shows its snapshot, then a merge made over HTTP shows up live in the result pane, and
+ * no request leaves the server's origin (GraphiQL's page, scripts and styles are Kora's own).
+ */
+import { existsSync } from "node:fs";
+import { type Browser, chromium } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgliteTarget } from "./helpers/db.ts";
+import { type TestServer, merge, startTestServer } from "./helpers/server.ts";
+
+const CHROMIUM = "/usr/bin/chromium";
+// Under CI the browser must be there (.ci/run installs it); elsewhere its absence skips, loudly.
+const available = existsSync(CHROMIUM) || Boolean(process.env.CI);
+if (!available) console.warn(`graphiql.browser.test: ${CHROMIUM} is missing (apt-get install chromium); skipped`);
+
+describe.runIf(available)("GraphiQL in Chromium", () => {
+  let server: TestServer;
+  let browser: Browser;
+  beforeAll(async () => {
+    server = await startTestServer(pgliteTarget);
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("runs a watch, shows the snapshot, then a live merge, with every request on the server's origin", async () => {
+    await merge(server.url, ["todo", "first"], "snapshot item");
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    const origin = new URL(server.url).origin;
+    const foreign: string[] = [];
+    page.on("request", (request) => {
+      const url = request.url();
+      if (!url.startsWith(origin) && !url.startsWith("blob:") && !url.startsWith("data:")) foreign.push(url);
+    });
+    const query = 'subscription { watch(path: ["todo"]) { version snapshot merge } }';
+    await page.goto(`${server.url}?query=${encodeURIComponent(query)}`);
+    await page.locator(".graphiql-execute-button").click();
+    const resultHas = (text: string) =>
+      page.waitForFunction(
+        // The result pane is a Monaco editor: it renders spaces as U+00A0.
+        (t) => (document.querySelector('[aria-label="Result Window"]')?.textContent ?? "").replace(/\u00a0/g, " ").includes(t),
+        text,
+        { timeout: 30_000 },
+      );
+    await resultHas("snapshot item");
+    await merge(server.url, ["todo", "second"], "live item from HTTP");
+    await resultHas("live item from HTTP");
+    expect(foreign).toEqual([]);
+    await context.close();
+  });
+});
