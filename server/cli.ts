@@ -2,25 +2,40 @@
  * `npm start`: serves Kora on PORT (default 4000) with GraphiQL at /graphql, on the server
  * PostgreSQL named by DATABASE_URL or else on an embedded PostgreSQL (PGlite) in KORA_DATA_DIR.
  * Environment: PORT, HOST, DATABASE_URL, KORA_DATA_DIR (default ./.kora), KORA_SCHEMA (default
- * kora), KORA_MAX_MUTATION_BYTES, LOG_LEVEL (default info).
+ * kora), KORA_MAX_MUTATION_BYTES, LOG_LEVEL (default info), KORA_CONFIG (like --config).
+ * Options: `--config PATH` loads that config file instead of ./kora.config.ts (server/config.ts).
  */
+import { parseArgs } from "node:util";
 import { pino } from "pino";
 import { createStoreFromEnv } from "../core/store/index.ts";
+import { loadConfig, prepareConfig } from "./config.ts";
 import { startKora } from "./index.ts";
 
 const log = pino({ level: process.env.LOG_LEVEL ?? "info" });
 
 async function main(): Promise<void> {
+  const { values: args } = parseArgs({ options: { config: { type: "string" } }, allowPositionals: false });
+  // Config and rules first: a mistake in them fails start-up before any store is opened.
+  const loaded = await loadConfig(args.config ?? (process.env.KORA_CONFIG || undefined));
+  if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
+  const prepared = prepareConfig(loaded, log);
+  const { config } = loaded;
   const databaseUrl = process.env.DATABASE_URL || undefined;
   const dataDir = process.env.KORA_DATA_DIR || "./.kora";
   const store = await createStoreFromEnv({ databaseUrl, dataDir, schema: process.env.KORA_SCHEMA || "kora" });
   const maxMutationBytes = process.env.KORA_MAX_MUTATION_BYTES ? Number(process.env.KORA_MAX_MUTATION_BYTES) : undefined;
+  const limits = { ...config.limits, ...(maxMutationBytes ? { maxMutationBytes } : {}) };
   const kora = await startKora({
     store,
     log,
     port: process.env.PORT ? Number(process.env.PORT) : 4000,
     ...(process.env.HOST ? { host: process.env.HOST } : {}),
-    ...(maxMutationBytes ? { limits: { maxMutationBytes } } : {}),
+    limits,
+    interceptors: prepared.interceptors,
+    authenticate: prepared.authenticate,
+    ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
+    ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
+    ...(config.chain ? { chain: config.chain } : {}),
   });
   log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
   console.log(`Kora: GraphiQL at ${kora.url} — store: ${store.description}`);
@@ -44,5 +59,7 @@ async function main(): Promise<void> {
 
 main().catch((error) => {
   log.error({ err: error }, "Kora failed to start");
+  // Also in plain words on stderr: a bad rules file names its file, line and pattern here.
+  console.error(`Kora failed to start: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });
