@@ -7,4 +7,6 @@ import { companyEmployees } from "./interceptor.ts";
 
 export default defineConfig({
   interceptors: [companyEmployees],
+  // kora.rules.yaml beside this file does the same with rules: keep it out of this config.
+  rules: false,
 });
