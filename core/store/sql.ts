@@ -29,6 +29,8 @@ export function channelFor(schema: string): string {
 
 /** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data. */
 export function parseJson<T>(text: string): T {
+  // Most leaves hold no object at all: skip the (slow) reviver for them.
+  if (!text.includes("{")) return JSON.parse(text) as T;
   return JSON.parse(text, (_key, value) => {
     if (value && typeof value === "object" && !Array.isArray(value) && Object.getPrototypeOf(value) !== null) {
       const out = Object.create(null) as Record<string, unknown>;
@@ -216,25 +218,38 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return assemble(requests, rows);
   }
 
-  async function apply(tx: Queryable, m: Mutation): Promise<void> {
+  /**
+   * Writes one mutation and its change row in two statements: every delete (the delete tree's
+   * ranges, the subtrees merged leaves replace, and leaves at ancestors of merged leaves) in one,
+   * then the upserted leaves and the change-log row together. The two cannot be one statement: a
+   * delete and an upsert of the same row in one statement see the same snapshot and collide.
+   */
+  async function apply(tx: Queryable, m: Mutation, version: Version): Promise<void> {
     const p = plan(m);
-    // Deletes before merges: the delete tree's ranges, then the rows each merged leaf replaces.
+    for (const a of p.ancestors) {
+      // [enc(A), enc(A) + U+0001) holds exactly the row at A: U+0001 is the smallest character
+      // PostgreSQL text can hold.
+      p.rangeLo.push(a);
+      p.rangeHi.push(`${a}\u0001`);
+    }
     if (p.rangeLo.length > 0) {
       await tx.query(
         `DELETE FROM ${s}.nodes n USING unnest($1::text[], $2::text[]) AS r(lo, hi) WHERE n.path >= r.lo AND n.path < r.hi`,
         [p.rangeLo, p.rangeHi],
       );
     }
-    if (p.ancestors.length > 0) {
-      await tx.query(`DELETE FROM ${s}.nodes WHERE path = ANY($1::text[])`, [p.ancestors]);
-    }
+    const change = JSON.stringify(m);
     if (p.leafPaths.length > 0) {
       await tx.query(
-        `INSERT INTO ${s}.nodes (path, value)
-           SELECT r.p, r.v::jsonb FROM unnest($1::text[], $2::text[]) AS r(p, v)
-         ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = NULL`,
-        [p.leafPaths, p.leafValues],
+        `WITH leaves AS (
+           INSERT INTO ${s}.nodes (path, value)
+             SELECT r.p, r.v::jsonb FROM unnest($1::text[], $2::text[]) AS r(p, v)
+           ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = NULL)
+         INSERT INTO ${s}.changes (version, mutation) VALUES ($3, $4::jsonb)`,
+        [p.leafPaths, p.leafValues, version, change],
       );
+    } else {
+      await tx.query(`INSERT INTO ${s}.changes (version, mutation) VALUES ($1, $2::jsonb)`, [version, change]);
     }
   }
 
@@ -327,44 +342,45 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         const rows = await tx.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
         let version = Number(rows[0]?.version ?? 0);
         const start = version;
-        const single = items.length === 1;
         const read = async (path: Path, readOptions?: ReadOptions) =>
           (await readWith(tx, [{ path, options: readOptions }])).values[0];
         for (const item of items) {
-          if (!single) await tx.query("SAVEPOINT kora_item");
+          const tasks: OutboxTaskInput[] = [];
+          let mutation: Mutation;
           try {
-            const tasks: OutboxTaskInput[] = [];
-            const ctx: WriteContext = { read, enqueue: (task) => tasks.push(task) };
-            const mutation = await item.build(ctx);
-            if (isEmptyMutation(mutation)) {
-              outcomes.push({ ok: true, result: { version, mutation, empty: true } });
-            } else {
-              await apply(tx, mutation);
-              version += 1;
-              await tx.query(`INSERT INTO ${s}.changes (version, mutation) VALUES ($1, $2::jsonb)`, [
-                version,
-                JSON.stringify(mutation),
-              ]);
-              outcomes.push({ ok: true, result: { version, mutation, empty: false } });
-            }
-            if (tasks.length > 0) await insertTasks(tx, version, tasks);
-            if (!single) await tx.query("RELEASE SAVEPOINT kora_item");
+            // A build that throws has written nothing yet: only its own outcome fails.
+            mutation = await item.build({ read, enqueue: (task) => tasks.push(task) } satisfies WriteContext);
           } catch (error) {
-            if (single) throw error;
-            await tx.query("ROLLBACK TO SAVEPOINT kora_item");
-            outcomes.push({ ok: false, error: mapSqlError(error) });
+            outcomes.push({ ok: false, error });
+            continue;
           }
+          if (isEmptyMutation(mutation)) {
+            outcomes.push({ ok: true, result: { version, mutation, empty: true } });
+          } else {
+            version += 1;
+            await apply(tx, mutation, version);
+            outcomes.push({ ok: true, result: { version, mutation, empty: false } });
+          }
+          if (tasks.length > 0) await insertTasks(tx, version, tasks);
         }
         if (version !== start) {
-          await tx.query(`UPDATE ${s}.meta SET version = $1 WHERE id = 1`, [version]);
-          // A hint for other processes, delivered at commit in commit order: only the version.
-          await tx.query("SELECT pg_notify($1, $2)", [channel, String(version)]);
+          // The notice is a hint for other processes, delivered at commit in commit order.
+          await tx.query(
+            `WITH bump AS (UPDATE ${s}.meta SET version = $1 WHERE id = 1 RETURNING version)
+             SELECT pg_notify($2, version::text) FROM bump`,
+            [version, channel],
+          );
         }
         last = version;
       });
     } catch (error) {
-      const mapped = mapSqlError(error);
-      for (const item of items) item.reject(mapped);
+      if (items.length > 1) {
+        // A statement failed and took the transaction with it: run each mutation on its own, so
+        // only the one at fault fails (their builds run again, in fresh transactions).
+        for (const item of items) await runBatch([item]);
+        return;
+      }
+      for (const item of items) item.reject(mapSqlError(error));
       return;
     }
     emit(last);
