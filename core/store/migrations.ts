@@ -104,6 +104,41 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX effects_due ON ${s}.effects (next_at) WHERE state IN ('pending', 'running');
     `,
   },
+  {
+    version: 3,
+    name: "batch apply",
+    sql: (s) => `
+      -- Applies a whole group-commit batch in one round trip: for each mutation, in order, delete
+      -- its ranges, upsert its leaves, log it; then bump the counter and notify. The statements
+      -- are the same as one mutation's; only the round trips are saved.
+      CREATE FUNCTION ${s}.apply_batch(items jsonb, new_version bigint, channel text)
+      RETURNS void LANGUAGE plpgsql AS $fn$
+      DECLARE
+        it jsonb;
+      BEGIN
+        FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
+          IF jsonb_array_length(it->'lo') > 0 THEN
+            DELETE FROM ${s}.nodes n
+              USING unnest(ARRAY(SELECT jsonb_array_elements_text(it->'lo')),
+                           ARRAY(SELECT jsonb_array_elements_text(it->'hi'))) AS r(lo, hi)
+              WHERE n.path >= r.lo AND n.path < r.hi;
+          END IF;
+          IF jsonb_array_length(it->'p') > 0 THEN
+            INSERT INTO ${s}.nodes (path, value)
+              SELECT r.p, r.v FROM unnest(ARRAY(SELECT jsonb_array_elements_text(it->'p')),
+                                          ARRAY(SELECT jsonb_array_elements(it->'v'))) AS r(p, v)
+              ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = NULL;
+          END IF;
+          INSERT INTO ${s}.changes (version, mutation) VALUES ((it->>'version')::bigint, it->'m');
+        END LOOP;
+        IF new_version IS NOT NULL THEN
+          UPDATE ${s}.meta SET version = new_version WHERE id = 1;
+          PERFORM pg_notify(channel, new_version::text);
+        END IF;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

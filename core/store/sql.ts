@@ -79,7 +79,7 @@ function plan(m: Mutation) {
   const rangeHi: string[] = [];
   const ancestors = new Set<string>();
   const leafPaths: string[] = [];
-  const leafValues: string[] = [];
+  const leafNodes: Node[] = [];
 
   const walkDelete = (node: DeleteTree, path: string[]) => {
     for (const key in node) {
@@ -106,14 +106,14 @@ function plan(m: Mutation) {
         // An object merged onto a leaf replaces the leaf: rows at ancestor paths go.
         for (let i = 1; i < p.length; i++) ancestors.add(encodePath(p.slice(0, i)));
         leafPaths.push(enc);
-        leafValues.push(JSON.stringify(value));
+        leafNodes.push(value);
       }
     }
   };
   walkDelete(m.delete, []);
   const deleteRanges = rangeLo.length;
   walkMerge(m.merge, []);
-  return { rangeLo, rangeHi, deleteRanges, ancestors: [...ancestors], leafPaths, leafValues };
+  return { rangeLo, rangeHi, deleteRanges, ancestors: [...ancestors], leafPaths, leafNodes };
 }
 
 export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
@@ -218,13 +218,17 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return assemble(requests, rows);
   }
 
-  /**
-   * Writes one mutation and its change row in two statements: every delete (the delete tree's
-   * ranges, the subtrees merged leaves replace, and leaves at ancestors of merged leaves) in one,
-   * then the upserted leaves and the change-log row together. The two cannot be one statement: a
-   * delete and an upsert of the same row in one statement see the same snapshot and collide.
-   */
-  async function apply(tx: Queryable, m: Mutation, version: Version): Promise<void> {
+  /** One mutation, planned as the parameters `apply_batch` takes (migration 3). */
+  interface Planned {
+    lo: string[];
+    hi: string[];
+    p: string[];
+    v: Node[];
+    version: Version;
+    m: Mutation;
+  }
+
+  function planned(m: Mutation, version: Version): Planned {
     const p = plan(m);
     for (const a of p.ancestors) {
       // [enc(A), enc(A) + U+0001) holds exactly the row at A: U+0001 is the smallest character
@@ -232,25 +236,22 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       p.rangeLo.push(a);
       p.rangeHi.push(`${a}\u0001`);
     }
-    if (p.rangeLo.length > 0) {
-      await tx.query(
-        `DELETE FROM ${s}.nodes n USING unnest($1::text[], $2::text[]) AS r(lo, hi) WHERE n.path >= r.lo AND n.path < r.hi`,
-        [p.rangeLo, p.rangeHi],
-      );
-    }
-    const change = JSON.stringify(m);
-    if (p.leafPaths.length > 0) {
-      await tx.query(
-        `WITH leaves AS (
-           INSERT INTO ${s}.nodes (path, value)
-             SELECT r.p, r.v::jsonb FROM unnest($1::text[], $2::text[]) AS r(p, v)
-           ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = NULL)
-         INSERT INTO ${s}.changes (version, mutation) VALUES ($3, $4::jsonb)`,
-        [p.leafPaths, p.leafValues, version, change],
-      );
-    } else {
-      await tx.query(`INSERT INTO ${s}.changes (version, mutation) VALUES ($1, $2::jsonb)`, [version, change]);
-    }
+    return { lo: p.rangeLo, hi: p.rangeHi, p: p.leafPaths, v: p.leafNodes, version, m };
+  }
+
+  /**
+   * Writes planned mutations in order, with the counter bump and NOTIFY when `newVersion` is
+   * given, in ONE round trip: deletes (the delete tree's ranges, the subtrees merged leaves
+   * replace, leaves at ancestors of merged leaves), then upserts, then the change row, per
+   * mutation.
+   */
+  async function flush(tx: Queryable, items: Planned[], newVersion: Version | null): Promise<void> {
+    if (items.length === 0 && newVersion === null) return;
+    await tx.query(`SELECT ${s}.apply_batch($1::jsonb, $2::bigint, $3::text)`, [
+      JSON.stringify(items),
+      newVersion,
+      channel,
+    ]);
   }
 
   async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
@@ -342,8 +343,16 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         const rows = await tx.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
         let version = Number(rows[0]?.version ?? 0);
         const start = version;
-        const read = async (path: Path, readOptions?: ReadOptions) =>
-          (await readWith(tx, [{ path, options: readOptions }])).values[0];
+        // Writes wait in `pending` and go in one round trip, unless a build reads: then what is
+        // pending goes first, so reads see earlier mutations of the batch.
+        let pending: Planned[] = [];
+        const read = async (path: Path, readOptions?: ReadOptions) => {
+          if (pending.length > 0) {
+            await flush(tx, pending, null);
+            pending = [];
+          }
+          return (await readWith(tx, [{ path, options: readOptions }])).values[0];
+        };
         for (const item of items) {
           const tasks: OutboxTaskInput[] = [];
           let mutation: Mutation;
@@ -358,19 +367,13 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
             outcomes.push({ ok: true, result: { version, mutation, empty: true } });
           } else {
             version += 1;
-            await apply(tx, mutation, version);
+            pending.push(planned(mutation, version));
             outcomes.push({ ok: true, result: { version, mutation, empty: false } });
           }
           if (tasks.length > 0) await insertTasks(tx, version, tasks);
         }
-        if (version !== start) {
-          // The notice is a hint for other processes, delivered at commit in commit order.
-          await tx.query(
-            `WITH bump AS (UPDATE ${s}.meta SET version = $1 WHERE id = 1 RETURNING version)
-             SELECT pg_notify($2, version::text) FROM bump`,
-            [version, channel],
-          );
-        }
+        // The notice is a hint for other processes, delivered at commit in commit order.
+        await flush(tx, pending, version !== start ? version : null);
         last = version;
       });
     } catch (error) {
