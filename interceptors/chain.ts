@@ -324,6 +324,8 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
       if (merge !== undefined) merge = await prune(e, merge, [...target], state, base, false);
       if (del !== undefined && del !== true) del = await prune(e, del, [...target], state, base, true);
     }
+    if (isEmptyNode(merge)) merge = undefined;
+    if (isEmptyNode(del)) del = undefined;
     if (merge === undefined && del === undefined) return null;
     return {
       merge: merge === undefined ? emptyTree() : target.length === 0 ? (merge as Tree) : (inflate(target, merge) as Tree),
@@ -387,6 +389,12 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
       await runner?.close();
     },
   };
+}
+
+function isEmptyNode(node: unknown): boolean {
+  if (!isTree(node)) return false;
+  for (const _ in node) return false;
+  return true;
 }
 
 /** The delete tree at `path`: `true` when a mark at or above it removes it. */
