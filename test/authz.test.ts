@@ -19,18 +19,18 @@ import { EventQueue } from "./helpers/events.ts";
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const AUDIENCE = "kora-todo";
 
-export async function token(claims: Record<string, unknown>, options: { exp?: number | string; secret?: string; aud?: string } = {}) {
+async function token(claims: Record<string, unknown>, options: { exp?: number | string; secret?: string; aud?: string } = {}) {
   const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setAudience(options.aud ?? AUDIENCE).setIssuedAt();
   jwt.setExpirationTime(options.exp ?? "1h");
   return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
 
-export interface Payload {
+interface Payload {
   data?: Record<string, unknown> | null;
   errors?: { message: string; path?: (string | number)[]; extensions?: { code?: string } }[];
 }
 
-export interface Transport {
+interface Transport {
   name: string;
   /** One query or mutation; resolves with its single result. */
   run(query: string, variables: Record<string, unknown>, jwt?: string): Promise<Payload>;
@@ -43,7 +43,7 @@ function bearer(jwt?: string): Record<string, string> {
   return jwt ? { authorization: `Bearer ${jwt}` } : {};
 }
 
-export function httpTransport(url: string): Transport {
+function httpTransport(url: string): Transport {
   return {
     name: "HTTP",
     async run(query, variables, jwt) {
@@ -62,7 +62,7 @@ export function httpTransport(url: string): Transport {
 }
 
 /** GraphQL over SSE with plain fetch: every `next` payload in order. */
-export function sseTransport(url: string): Transport {
+function sseTransport(url: string): Transport {
   const open = (query: string, variables: Record<string, unknown>, jwt?: string) => {
     const results = new EventQueue<Payload>();
     const abort = new AbortController();
@@ -115,7 +115,7 @@ export function sseTransport(url: string): Transport {
   };
 }
 
-export function wsTransport(wsUrl: string): Transport {
+function wsTransport(wsUrl: string): Transport {
   const clients: Client[] = [];
   const client = (jwt?: string) => {
     const c = createClient({
@@ -342,7 +342,7 @@ describe.each(transports)("authorization over %s", (_name, makeTransport) => {
       const mixed = (await results.next()).data?.watch as { merge: Record<string, unknown>; delete: Record<string, unknown> };
       expect(mixed.merge).toEqual({ todos: { dax: { mixed: { title: "seen" } } } });
       const next = (await results.next()).data?.watch as { version: string; merge: Record<string, unknown> };
-      expect(next.version).toBe((own.data?.merge as { version: string }).version);
+      expect(next.version).toBe((own.data!.merge as { version: string }).version);
       expect(next.merge).toEqual({ todos: { dax: { w3: { title: "mine" } } } });
     } finally {
       close();
