@@ -83,7 +83,7 @@ export function loadRules(file: string): Ruleset {
 
 export function parseRules(text: string, file: string): Ruleset {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false });
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true });
   const at = (node: YamlNode | Pair | null | undefined) => {
     const range = (node as { range?: [number, number, number] } | null | undefined)?.range;
     if (!range) return file;
