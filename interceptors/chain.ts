@@ -36,6 +36,11 @@ export interface ChainOptions {
   maxRounds?: number;
   /** How often the effect runner looks for due tasks written by other processes. Default 1000 ms. */
   effectPollMs?: number;
+  /**
+   * How long a running effect is leased before another process (or this one after a restart)
+   * may run it again. Longer than your slowest effect. Default 60,000 ms.
+   */
+  effectLeaseMs?: number;
 }
 
 interface Entry {
@@ -377,6 +382,7 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
           handlers: byName,
           log,
           pollMs: options.effectPollMs ?? 1000,
+          ...(options.effectLeaseMs !== undefined ? { leaseMs: options.effectLeaseMs } : {}),
           commit: async (input) => {
             const r = await gateway.commit(mutationFromInput(input, gateway.limits), INTERNAL_CALLER);
             return { version: r.version };
