@@ -3,6 +3,7 @@
  * (GraphQL over HTTP, SSE and WebSocket) sit on top of it; it knows nothing about them.
  */
 import { KoraError, showPath } from "./errors.ts";
+import { type CommitOptions, ConflictClock, type ConflictOptions } from "./conflicts.ts";
 import type { BuildMutation, CommitResult, ReadRequest, ReadResult, Store } from "./store.ts";
 import { applyMutation, emptyTree, getNode } from "./tree.ts";
 import { DEFAULT_LIMITS, type Limits, type Mutation, type Node, type Path, type ReadOptions, type Tree } from "./types.ts";
@@ -71,6 +72,8 @@ export interface GatewayOptions {
   log?: Logger;
   /** Server-side logic run on every commit, read and watch (the interceptor chain). */
   pipeline?: Pipeline;
+  /** Timestamps and conflict resolution for offline clients (docs/conflicts.md). */
+  conflicts?: ConflictOptions;
 }
 
 export interface Gateway {
@@ -90,7 +93,9 @@ export interface Gateway {
    * Commits a normalized mutation through the pipeline as `caller` (default: internal), or a
    * builder run inside the write transaction as is.
    */
-  commit(mutation: Mutation | BuildMutation, caller?: Caller): Promise<CommitResult>;
+  commit(mutation: Mutation | BuildMutation, caller?: Caller, options?: CommitOptions): Promise<CommitResult>;
+  /** The clock that stamps commits and resolves conflicts (docs/conflicts.md). */
+  readonly conflicts: ConflictClock;
   /** Watches `path` as `caller` (default: internal): authorized, events filtered, ends on expiry. */
   watch(path: Path, options?: WatchOptions, caller?: Caller): Promise<Watch>;
   /** Stops accepting work, waits for in-flight commits, ends watches, closes the store. */
@@ -108,6 +113,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   });
   await hub.start();
 
+  const conflicts = new ConflictClock(options.conflicts);
   const keep = options.retention?.keep ?? 100_000;
   const maxAgeMs = options.retention?.maxAgeMs ?? 24 * 60 * 60 * 1000;
   const intervalMs = options.retention?.intervalMs ?? 60_000;
@@ -115,6 +121,7 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     intervalMs > 0
       ? setInterval(() => {
           store.trim({ keep, maxAgeMs }).catch((error) => log.warn({ err: error }, "trimming the change log failed"));
+          store.trimTombstones?.(conflicts.horizon()).catch((error) => log.warn({ err: error }, "trimming tombstones failed"));
         }, intervalMs)
       : undefined;
   trimTimer?.unref();
@@ -174,15 +181,20 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     pipeline,
     read: (requests) => store.read(requests),
     query,
-    async commit(mutation, caller = INTERNAL_CALLER) {
+    conflicts,
+    async commit(mutation, caller = INTERNAL_CALLER, commitOptions = {}) {
       if (closing) throw new Error("gateway is shutting down");
-      const build: BuildMutation =
-        typeof mutation === "function" ? mutation : pipeline ? pipeline.build(mutation, caller) : async () => mutation;
+      // Stamped, resolved against newer writes (docs/conflicts.md), then through the pipeline.
+      const build: BuildMutation = conflicts.wrap(
+        mutation,
+        (m) => (pipeline ? pipeline.build(m, caller) : async () => m),
+        commitOptions,
+      );
       const pending = store.commit(build);
       inFlight.add(pending);
       try {
         const result = await pending;
-        if (pipeline && !result.empty) pipeline.committed(result, caller);
+        if (pipeline && !result.empty && !result.replayed) pipeline.committed(result, caller);
         return result;
       } finally {
         inFlight.delete(pending);

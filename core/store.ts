@@ -3,6 +3,8 @@
  * server PostgreSQL through `pg` (core/store/postgres.ts) and embedded PostgreSQL through PGlite
  * (core/store/pglite.ts). See docs/storage.md for the schema and the versioning design.
  */
+import type { Stamp } from "./hlc.ts";
+import type { StampEntries, StampQuery, Tomb } from "./lww.ts";
 import type { Change, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
 
 export interface ReadRequest {
@@ -29,6 +31,41 @@ export interface WriteContext {
    * with an `outbox` only). Tasks of a mutation that aborts are never recorded.
    */
   enqueue?(task: OutboxTaskInput): void;
+  /**
+   * Per-leaf timestamps, tombstones and write ids for offline clients' conflict resolution
+   * (docs/conflicts.md; stores that keep them). Used by core/conflicts.ts.
+   */
+  stamps?: WriteStamps;
+}
+
+/** What a builder may do with timestamps inside the write transaction. */
+export interface WriteStamps {
+  /** The greatest stamp the store has recorded (read under the version lock), if any. */
+  readonly clock: Stamp | undefined;
+  /** Stamps and tombstones at the paths `query` names, as committed so far. */
+  read(query: StampQuery): Promise<StampEntries>;
+  /** The committed change of an earlier write with this id, while its change-log row is kept. */
+  prior(writeId: string): Promise<(Change & { ts?: Stamp | undefined }) | undefined>;
+  /** How to record the mutation being built. Call at most once. */
+  record(record: WriteRecord): void;
+}
+
+/**
+ * How the store records a stamped mutation: every merged leaf gets `ts`; every delete path not in
+ * `covered` leaves a tombstone (cover `ts`, shadow the newest stamp it removes); every leaf that a
+ * merged leaf replaces at an ancestor path leaves a tombstone with its own stamp; `tombstones` are
+ * added; the store's clock moves to `ts` if later. See core/lww.ts (`finalize` is the same rule).
+ */
+export interface WriteRecord {
+  ts: Stamp;
+  /** Tombstones from the resolution: path key (core/store/encoding.ts) -> stamps. */
+  tombstones: Map<string, Tomb>;
+  /** Delete paths (keys) that get no tombstone with `ts`: the resolution accounted for them. */
+  covered: Set<string>;
+  /** The client's id for this write, kept with its change-log row for idempotent retries. */
+  writeId?: string | undefined;
+  /** Commit nothing: the result is this earlier change (an idempotent replay). */
+  replay?: (Change & { ts?: Stamp | undefined }) | undefined;
 }
 
 /** A side-effect task to record in the outbox (docs/interceptors.md, "Effects"). */
@@ -86,6 +123,10 @@ export type BuildMutation = (tx: WriteContext) => Promise<Mutation>;
 /** The outcome of a commit. `empty` mutations write nothing and carry the current version. */
 export interface CommitResult extends Change {
   empty: boolean;
+  /** The timestamp the mutation was recorded with (stores with timestamps). */
+  ts?: Stamp | undefined;
+  /** True when this is the earlier result of a write id seen before: nothing was committed now. */
+  replayed?: boolean | undefined;
 }
 
 /** Tells listeners that the change log has grown to (at least) a version. Carries no data. */
@@ -117,6 +158,8 @@ export interface Store {
    * behind the current one. Returns how many were removed.
    */
   trim(options: { keep: number; maxAgeMs: number }): Promise<number>;
+  /** Removes tombstones whose stamps are all older than `before` (the horizon). Returns how many. */
+  trimTombstones?(before: Stamp): Promise<number>;
   /** Notices of new versions, from this process and (for server PostgreSQL) from every other. */
   readonly feed: ChangeFeed;
   /** The query plan of reading `path` (diagnostics and tests: a subtree read is an index range scan). */

@@ -1,3 +1,4 @@
+import type { CommitOptions } from "../core/conflicts.ts";
 import type { CommitResult } from "../core/store.ts";
 import { checkMutationSize, deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
 import { pathArg } from "./args.ts";
@@ -6,25 +7,38 @@ import type { KoraContext } from "./context.ts";
 /** What `MutationResult` fields read. */
 export type MutationOutcome = CommitResult;
 
-export async function resolveMerge(args: { path: readonly string[]; value: unknown }, ctx: KoraContext): Promise<MutationOutcome> {
+/** The optional `ts` and `writeId` arguments of merge, delete and mutate (docs/conflicts.md). */
+export interface StampArgs {
+  ts?: string | null | undefined;
+  writeId?: string | null | undefined;
+}
+
+function commitOptions(args: StampArgs): CommitOptions {
+  return { ts: args.ts ?? undefined, writeId: args.writeId ?? undefined };
+}
+
+export async function resolveMerge(
+  args: { path: readonly string[]; value: unknown } & StampArgs,
+  ctx: KoraContext,
+): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
   // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
   const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
   checkMutationSize(args.value, limits);
-  return ctx.gateway.commit(mutation, ctx.caller);
+  return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }
 
-export async function resolveDelete(args: { path: readonly string[] }, ctx: KoraContext): Promise<MutationOutcome> {
+export async function resolveDelete(args: { path: readonly string[] } & StampArgs, ctx: KoraContext): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
-  return ctx.gateway.commit(deleteAt(pathArg(args.path, limits), limits), ctx.caller);
+  return ctx.gateway.commit(deleteAt(pathArg(args.path, limits), limits), ctx.caller, commitOptions(args));
 }
 
 export async function resolveMutate(
-  args: { merge?: unknown; delete?: unknown },
+  args: { merge?: unknown; delete?: unknown } & StampArgs,
   ctx: KoraContext,
 ): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
   const mutation = mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits);
   checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
-  return ctx.gateway.commit(mutation, ctx.caller);
+  return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }

@@ -20,6 +20,12 @@ const MutationResult = builder.objectRef<MutationOutcome>("MutationResult").impl
       resolve: (r) => r.mutation.merge,
     }),
     delete: t.field({ type: "JSONObject", resolve: (r) => r.mutation.delete }),
+    ts: t.string({
+      nullable: true,
+      description:
+        "The hybrid-logical-clock timestamp the write was recorded with: the `ts` argument, or the server's stamp when it was absent or too far ahead (docs/conflicts.md).",
+      resolve: (r) => r.ts ?? null,
+    }),
   }),
 });
 
@@ -65,6 +71,19 @@ builder.queryType({
   }),
 });
 
+/**
+ * Optional arguments of every write for offline clients (docs/conflicts.md): `ts`, the write's
+ * hybrid-logical-clock timestamp (absent: the server stamps it), and `writeId`, an id unique to
+ * the write (a retry with the same id returns the first result instead of writing again).
+ * Left without descriptions so each signature prints on one line, as the contract writes it.
+ */
+function stampArgs<T extends { arg: { string: () => unknown } }>(t: T) {
+  return {
+    ts: t.arg.string() as ReturnType<T["arg"]["string"]>,
+    writeId: t.arg.string() as ReturnType<T["arg"]["string"]>,
+  };
+}
+
 builder.mutationType({
   fields: (t) => ({
     merge: t.field({
@@ -73,19 +92,20 @@ builder.mutationType({
       args: {
         path: t.arg.stringList({ required: true, defaultValue: [] }),
         value: t.arg({ type: "JSON", required: true }),
+        ...stampArgs(t),
       },
-      resolve: (_root, args, ctx) => resolveMerge({ path: args.path, value: args.value }, ctx),
+      resolve: (_root, args, ctx) => resolveMerge({ ...args, value: args.value }, ctx),
     }),
     delete: t.field({
       type: MutationResult,
       description: "Remove `path` and everything under it.",
-      args: { path: t.arg.stringList({ required: true }) },
+      args: { path: t.arg.stringList({ required: true }), ...stampArgs(t) },
       resolve: (_root, args, ctx) => resolveDelete(args, ctx),
     }),
     mutate: t.field({
       type: MutationResult,
       description: "Apply a whole mutation, rooted at [], atomically.",
-      args: { merge: t.arg({ type: "JSONObject" }), delete: t.arg({ type: "JSONObject" }) },
+      args: { merge: t.arg({ type: "JSONObject" }), delete: t.arg({ type: "JSONObject" }), ...stampArgs(t) },
       resolve: (_root, args, ctx) => resolveMutate(args, ctx),
     }),
   }),

@@ -30,6 +30,7 @@ export async function startKora(options: StartOptions): Promise<RunningKora> {
   if (options.limits) gatewayOptions.limits = options.limits;
   if (options.watchBuffer !== undefined) gatewayOptions.watchBuffer = options.watchBuffer;
   if (options.retention) gatewayOptions.retention = options.retention;
+  if (options.conflicts) gatewayOptions.conflicts = options.conflicts;
   if (options.pipeline) gatewayOptions.pipeline = options.pipeline;
   else if (options.interceptors && options.interceptors.length > 0) {
     gatewayOptions.pipeline = createInterceptorChain({

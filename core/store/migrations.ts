@@ -139,6 +139,78 @@ export const MIGRATIONS: Migration[] = [
       $fn$;
     `,
   },
+  {
+    version: 4,
+    name: "timestamps, tombstones and write ids for offline clients",
+    sql: (s) => `
+      -- Conflict resolution for offline clients (docs/conflicts.md, core/lww.ts): the stamp of
+      -- each change and the store's clock (the greatest stamp recorded), and tombstones. A
+      -- tombstone's cover: writes at or under its path older than it lose; its shadow: sets at
+      -- strict ancestors older than it lose. Stamps compare as text in byte order.
+      ALTER TABLE ${s}.changes ADD COLUMN ts text;
+      ALTER TABLE ${s}.meta ADD COLUMN clock text COLLATE "C";
+      CREATE TABLE ${s}.tombstones (
+        path text COLLATE "C" PRIMARY KEY,
+        cover text COLLATE "C" NOT NULL,
+        shadow text COLLATE "C" NOT NULL
+      );
+      -- apply_batch of migration 3, plus for stamped items (ts set): tombstones computed from
+      -- the state before the item's deletes, leaf stamps, the clock, and the write id and stamp
+      -- on the change row. Items without a version record tombstones only (a write that lost).
+      CREATE OR REPLACE FUNCTION ${s}.apply_batch(items jsonb, new_version bigint, channel text)
+      RETURNS void LANGUAGE plpgsql AS $fn$
+      DECLARE
+        it jsonb;
+        stamp text;
+      BEGIN
+        FOR it IN SELECT value FROM jsonb_array_elements(items) LOOP
+          stamp := it->>'ts';
+          IF stamp IS NOT NULL THEN
+            INSERT INTO ${s}.tombstones AS t (path, cover, shadow)
+              SELECT x.path, max(x.cover COLLATE "C"), max(x.shadow COLLATE "C") FROM (
+                SELECT r.d AS path, stamp AS cover,
+                       coalesce((SELECT max(coalesce(n.ts, '') COLLATE "C") FROM ${s}.nodes n
+                                  WHERE n.path >= r.d AND n.path < r.h), '') AS shadow
+                  FROM unnest(ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'td', '[]'))),
+                              ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'th', '[]')))) AS r(d, h)
+                UNION ALL
+                SELECT n.path, coalesce(n.ts, ''), coalesce(n.ts, '') FROM ${s}.nodes n
+                  WHERE n.path = ANY(ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'ta', '[]'))))
+                UNION ALL
+                SELECT r.p, r.c, r.w
+                  FROM unnest(ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'tp', '[]'))),
+                              ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'tc', '[]'))),
+                              ARRAY(SELECT jsonb_array_elements_text(coalesce(it->'tw', '[]')))) AS r(p, c, w)
+              ) x GROUP BY x.path
+            ON CONFLICT (path) DO UPDATE
+              SET cover = GREATEST(t.cover, EXCLUDED.cover), shadow = GREATEST(t.shadow, EXCLUDED.shadow);
+            UPDATE ${s}.meta SET clock = GREATEST(coalesce(clock, '') COLLATE "C", stamp COLLATE "C") WHERE id = 1;
+          END IF;
+          IF jsonb_array_length(it->'lo') > 0 THEN
+            DELETE FROM ${s}.nodes n
+              USING unnest(ARRAY(SELECT jsonb_array_elements_text(it->'lo')),
+                           ARRAY(SELECT jsonb_array_elements_text(it->'hi'))) AS r(lo, hi)
+              WHERE n.path >= r.lo AND n.path < r.hi;
+          END IF;
+          IF jsonb_array_length(it->'p') > 0 THEN
+            INSERT INTO ${s}.nodes (path, value, ts)
+              SELECT r.p, r.v, stamp FROM unnest(ARRAY(SELECT jsonb_array_elements_text(it->'p')),
+                                                 ARRAY(SELECT jsonb_array_elements(it->'v'))) AS r(p, v)
+              ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts;
+          END IF;
+          IF it->>'version' IS NOT NULL THEN
+            INSERT INTO ${s}.changes (version, mutation, write_id, ts)
+              VALUES ((it->>'version')::bigint, it->'m', it->>'w', stamp);
+          END IF;
+        END LOOP;
+        IF new_version IS NOT NULL THEN
+          UPDATE ${s}.meta SET version = new_version WHERE id = 1;
+          PERFORM pg_notify(channel, new_version::text);
+        END IF;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

@@ -15,7 +15,10 @@ import type {
   ReadResult,
   Store,
   WriteContext,
+  WriteRecord,
+  WriteStamps,
 } from "../store.ts";
+import type { StampEntries, StampQuery } from "../lww.ts";
 import { isEmptyMutation, isTree } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { type Db, type Queryable, ident } from "./db.ts";
@@ -224,19 +227,52 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     hi: string[];
     p: string[];
     v: Node[];
-    version: Version;
+    /** Absent for a stamped write that commits nothing but tombstones (migration 4). */
+    version?: Version | undefined;
     m: Mutation;
+    /** Stamped writes (migration 4): stamp, write id, tombstone inputs. */
+    ts?: string;
+    w?: string | undefined;
+    td?: string[];
+    th?: string[];
+    ta?: string[];
+    tp?: string[];
+    tc?: string[];
+    tw?: string[];
   }
 
-  function planned(m: Mutation, version: Version): Planned {
+  function planned(m: Mutation, version: Version | undefined, rec?: WriteRecord): Planned {
     const p = plan(m);
+    const stamped: Partial<Planned> = {};
+    if (rec) {
+      // Tombstones are computed from the rows before this mutation's deletes (apply_batch).
+      const td: string[] = [];
+      const th: string[] = [];
+      for (let i = 0; i < p.deleteRanges; i++) {
+        const lo = p.rangeLo[i] as string;
+        if (rec.covered.has(lo)) continue;
+        td.push(lo);
+        th.push(p.rangeHi[i] as string);
+      }
+      const tombs = [...rec.tombstones];
+      Object.assign(stamped, {
+        ts: rec.ts,
+        w: rec.writeId,
+        td,
+        th,
+        ta: [...p.ancestors],
+        tp: tombs.map(([k]) => k),
+        tc: tombs.map(([, t]) => t.cover),
+        tw: tombs.map(([, t]) => t.shadow),
+      });
+    }
     for (const a of p.ancestors) {
       // [enc(A), enc(A) + U+0001) holds exactly the row at A: U+0001 is the smallest character
       // PostgreSQL text can hold.
       p.rangeLo.push(a);
       p.rangeHi.push(`${a}\u0001`);
     }
-    return { lo: p.rangeLo, hi: p.rangeHi, p: p.leafPaths, v: p.leafNodes, version, m };
+    return { lo: p.rangeLo, hi: p.rangeHi, p: p.leafPaths, v: p.leafNodes, version, m, ...stamped };
   }
 
   /**
@@ -252,6 +288,47 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       newVersion,
       channel,
     ]);
+  }
+
+  /** Stamps and tombstones for conflict resolution (core/lww.ts `StampQuery`). */
+  async function readStamps(q: Queryable, query: StampQuery): Promise<StampEntries> {
+    const lo = query.subtrees.map(encodePath);
+    const hi = lo.map(upperBound);
+    const exact = query.exact.map(encodePath);
+    const mlo = query.maxUnder.map(encodePath);
+    const mhi = mlo.map(upperBound);
+    const rows = await q.query<{ k: string; path: string; a: string; b: string | null }>(
+      `SELECT 'l' AS k, n.path, coalesce(n.ts, '') AS a, NULL AS b
+         FROM unnest($1::text[], $2::text[]) AS r(lo, hi) JOIN ${s}.nodes n ON n.path >= r.lo AND n.path < r.hi
+       UNION ALL
+       SELECT 't', t.path, t.cover, t.shadow
+         FROM unnest($1::text[], $2::text[]) AS r(lo, hi) JOIN ${s}.tombstones t ON t.path >= r.lo AND t.path < r.hi
+       UNION ALL
+       SELECT 'l', n.path, coalesce(n.ts, ''), NULL FROM ${s}.nodes n WHERE n.path = ANY($3::text[])
+       UNION ALL
+       SELECT 't', t.path, t.cover, t.shadow FROM ${s}.tombstones t WHERE t.path = ANY($3::text[])
+       UNION ALL
+       SELECT 'm', r.lo, max(coalesce(n.ts, '') COLLATE "C"), NULL
+         FROM unnest($4::text[], $5::text[]) AS r(lo, hi) JOIN ${s}.nodes n ON n.path >= r.lo AND n.path < r.hi
+         GROUP BY r.lo`,
+      [lo, hi, exact, mlo, mhi],
+    );
+    const out: StampEntries = { leaves: new Map(), tombstones: new Map(), maxUnder: new Map() };
+    for (const r of rows) {
+      if (r.k === "l") out.leaves.set(r.path, r.a);
+      else if (r.k === "t") out.tombstones.set(r.path, { cover: r.a, shadow: r.b ?? "" });
+      else out.maxUnder.set(r.path, r.a);
+    }
+    return out;
+  }
+
+  async function priorWrite(q: Queryable, writeId: string) {
+    const rows = await q.query<{ v: string; m: string; ts: string | null }>(
+      `SELECT version::text AS v, mutation::text AS m, ts FROM ${s}.changes WHERE write_id = $1`,
+      [writeId],
+    );
+    const r = rows[0];
+    return r ? { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined } : undefined;
   }
 
   async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
@@ -340,8 +417,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       await db.transaction(async (tx) => {
         // Lock the counter first: writers everywhere serialize here, so version N+1 can never
         // become visible before version N (docs/storage.md).
-        const rows = await tx.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+        const rows = await tx.query<{ version: string; clock: string | null }>(
+          `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`,
+        );
         let version = Number(rows[0]?.version ?? 0);
+        let clock: string | undefined = rows[0]?.clock ?? undefined;
         const start = version;
         // Writes wait in `pending` and go in one round trip, unless a build reads: then what is
         // pending goes first, so reads see earlier mutations of the batch.
@@ -353,22 +433,46 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
           }
           return (await readWith(tx, [{ path, options: readOptions }])).values[0];
         };
+        const flushed = async () => {
+          if (pending.length > 0) {
+            await flush(tx, pending, null);
+            pending = [];
+          }
+          return tx;
+        };
         for (const item of items) {
           const tasks: OutboxTaskInput[] = [];
           let mutation: Mutation;
+          let rec: WriteRecord | undefined;
+          const stamps: WriteStamps = {
+            clock,
+            read: async (query) => readStamps(await flushed(), query),
+            prior: async (writeId) => priorWrite(await flushed(), writeId),
+            record(r) {
+              rec = r;
+            },
+          };
           try {
             // A build that throws has written nothing yet: only its own outcome fails.
-            mutation = await item.build({ read, enqueue: (task) => tasks.push(task) } satisfies WriteContext);
+            mutation = await item.build({ read, enqueue: (task) => tasks.push(task), stamps } satisfies WriteContext);
           } catch (error) {
             outcomes.push({ ok: false, error });
             continue;
           }
+          const record = rec as WriteRecord | undefined;
+          if (record?.replay) {
+            const { version: v, mutation: m, ts } = record.replay;
+            outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
+            continue;
+          }
+          if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
           if (isEmptyMutation(mutation)) {
-            outcomes.push({ ok: true, result: { version, mutation, empty: true } });
+            if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
+            outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
           } else {
             version += 1;
-            pending.push(planned(mutation, version));
-            outcomes.push({ ok: true, result: { version, mutation, empty: false } });
+            pending.push(planned(mutation, version, record));
+            outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
           }
           if (tasks.length > 0) await insertTasks(tx, version, tasks);
         }
@@ -428,6 +532,14 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       await db.query(`ANALYZE ${s}.nodes`);
       const rows = await db.query<Record<string, string>>(`EXPLAIN ${READ_SQL}`, readParams([{ path }]));
       return rows.map((r) => Object.values(r)[0]).join("\n");
+    },
+    async trimTombstones(before) {
+      const rows = await db.query<{ n: number }>(
+        `WITH gone AS (DELETE FROM ${s}.tombstones WHERE cover < $1 AND shadow < $1 RETURNING 1)
+         SELECT count(*)::int AS n FROM gone`,
+        [before],
+      );
+      return Number(rows[0]?.n ?? 0);
     },
     async trim({ keep, maxAgeMs }) {
       const rows = await db.query<{ n: number }>(
