@@ -19,6 +19,7 @@ import type { Store } from "../core/store.ts";
 import { createPgliteStore, createPostgresStore } from "../core/store/index.ts";
 import { encodePath, upperBound } from "../core/store/encoding.ts";
 import { mergeAt } from "../core/tree.ts";
+import { measureRulesOverhead } from "../interceptors/bench.ts";
 import { startKora } from "../server/index.ts";
 
 const quick = process.argv.includes("--quick");
@@ -212,8 +213,18 @@ async function main() {
     await writer.dispose();
     row(`write latency p50 with ${fmt(IDLE)} idle watchers vs none (ms, lower is better)`, after, before, "ms");
 
-    // TODO(issue 3): merges/s with the rules engine and 10 rules loaded vs none.
     for (const c of clients) await c.dispose();
+    // 5. Rules engine overhead: merges/s through the gateway with 10 rules loaded vs none.
+    console.log("5. rules engine");
+    let n5 = 0;
+    const overhead = await measureRulesOverhead({
+      createStore: () =>
+        usePglite ? createPgliteStore({ schema: `${schema}_r${n5++}` }) : createPostgresStore({ url, schema: `${schema}_r${n5++}`, poolSize: 10 }),
+      seconds: SECONDS,
+      concurrency: 16,
+    });
+    row("merges/s with the rules engine and 10 rules vs no rules (gateway, 16 writers)", overhead.rules, overhead.none, "/s");
+    if (raw) for (let i = 0; i < n5; i++) await raw.query(`DROP SCHEMA IF EXISTS ${schema}_r${i} CASCADE`);
   } finally {
     await kora.close();
     if (raw) {
