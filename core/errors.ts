@@ -18,14 +18,18 @@ export type ErrorCode = (typeof ERROR_CODES)[number];
 
 export class KoraError extends Error {
   readonly code: ErrorCode;
-  /** The offending path, when there is one; also exposed in GraphQL `extensions.path`. */
-  readonly path: readonly string[] | undefined;
+  /**
+   * The offending tree path, when there is one; exposed in GraphQL `extensions.path`. Not named
+   * `path`: graphql-js takes any error with an array `path` for an already located GraphQL error
+   * and would drop its locations.
+   */
+  readonly treePath: readonly string[] | undefined;
 
   constructor(code: ErrorCode, message: string, options?: { path?: readonly string[]; cause?: unknown }) {
     super(message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.name = "KoraError";
     this.code = code;
-    this.path = options?.path;
+    this.treePath = options?.path;
   }
 }
 

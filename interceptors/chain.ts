@@ -177,7 +177,7 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
     try {
       return mutationFromInput({ merge: result.merge, delete: result.delete }, limits);
     } catch (error) {
-      if (isKoraError(error)) throw new KoraError(error.code, `addition of ${name} at ${showPath(at)}: ${error.message}`, { path: error.path ?? at });
+      if (isKoraError(error)) throw new KoraError(error.code, `addition of ${name} at ${showPath(at)}: ${error.message}`, { path: error.treePath ?? at });
       throw error;
     }
   }

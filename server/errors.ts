@@ -18,7 +18,7 @@ export function createMaskError(log: Logger) {
         : {};
     if (original instanceof KoraError) {
       const extensions: Record<string, unknown> = { code: original.code };
-      if (original.path) extensions.path = original.path;
+      if (original.treePath) extensions.path = original.treePath;
       return new GraphQLError(original.message, { ...where, extensions });
     }
     if (error instanceof GraphQLError && (original === undefined || original instanceof GraphQLError)) {

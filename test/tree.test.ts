@@ -227,7 +227,7 @@ describe("leaves, null and arrays", () => {
   it("rejects null outside arrays, naming the path", () => {
     const err = badInput(() => mutation({ merge: { a: { b: null } } }));
     expect(err.message).toContain('["a","b"]');
-    expect(err.path).toEqual(["a", "b"]);
+    expect(err.treePath).toEqual(["a", "b"]);
     badInput(() => mergeAt(["a"], null));
     badInput(() => mutation({ merge: { a: 1, b: { c: [null], d: null } } }));
   });
