@@ -1,0 +1,598 @@
+/**
+ * Kora's offline-first client (docs/client.md). It keeps a local replica of the watched subtrees,
+ * applies writes optimistically and queues them with an id and a hybrid-logical-clock stamp,
+ * persists replica, cursors and queue, and on reconnect replays the queue in order (the server
+ * deduplicates by write id) and resumes every watch from its cursor.
+ *
+ * The replica is two layers: `confirmed`, the server's data as the watches delivered it, and the
+ * queue of local writes on top. What the app sees is `confirmed` with every queued write applied
+ * in order; a write leaves the queue once every watch it touches has delivered its version (or
+ * at once if the server rejected it: the app's view then rolls back and the error is reported).
+ */
+import { Hlc, type HlcState, randomNodeId } from "../core/hlc.ts";
+import {
+  applyMutation,
+  deleteAt,
+  emptyTree,
+  equalNodes,
+  getNode,
+  isEmptyMutation,
+  isTree,
+  mergeAt,
+  mutationFromInput,
+  restrict,
+} from "../core/tree.ts";
+import type { DeleteTree, Mutation, Node, Path, Tree } from "../core/types.ts";
+import type { ClientStorage } from "./storage.ts";
+import { type Connection, ServerError, type Transport, type WireEvent, type WsTransportOptions, wsTransport } from "./transport.ts";
+
+export type Status = "online" | "offline" | "syncing";
+
+/** A value that changes over time: read `value`, or subscribe to every change. */
+export interface Observable<T> {
+  readonly value: T;
+  /** Calls `listener` with the current value and then on every change; returns an unsubscribe. */
+  subscribe(listener: (value: T) => void): () => void;
+}
+
+/** A queued local write. */
+export interface PendingWrite {
+  id: string;
+  ts: string;
+  merge: Tree;
+  delete: DeleteTree;
+  /** Set once the server committed it: its version and the mutation as committed. */
+  committed?: { version: number; mutation: Mutation } | undefined;
+}
+
+/** A write the server refused (on first send or on a replay): it was rolled back locally. */
+export interface WriteError {
+  write: PendingWrite;
+  error: ServerError;
+}
+
+export interface ClientOptions {
+  /** WebSocket URL of Kora's `/graphql`. Needed unless `transport` is given. */
+  url?: string;
+  token?: WsTransportOptions["token"];
+  /** Where replica, cursors and queue persist. */
+  storage: ClientStorage;
+  /** `ws`'s WebSocket on Node; browsers use the global one. */
+  webSocketImpl?: unknown;
+  /** A custom transport (tests use an in-process one). */
+  transport?: Transport;
+  /** A node holding the paths this user's devices should watch (stored subscriptions). */
+  subscriptions?: Path | undefined;
+  /** Reconnect backoff: first delay, cap (ms). Each delay is randomized (jitter). */
+  backoff?: { initialMs?: number; maxMs?: number };
+  /** Start without connecting (call `connect()`); default false. */
+  startOffline?: boolean;
+  /** Delay before the replica is saved after a change (ms, default 50). The queue saves at once. */
+  persistDelayMs?: number;
+  /** Wall clock (tests). */
+  now?: () => number;
+}
+
+interface Sub {
+  path: Path;
+  key: string;
+  since: string | undefined;
+  /** App watches and stored subscriptions using it; 0: dormant (kept, not subscribed). */
+  refs: number;
+  stop: (() => void) | undefined;
+  /** True once it delivered an event on the current connection. */
+  live: boolean;
+}
+
+interface Persisted {
+  confirmed: Tree;
+  subs: { path: string[]; since: string | undefined }[];
+}
+
+const keyOf = (path: Path) => JSON.stringify(path);
+
+function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
+  let value = initial;
+  const listeners = new Set<(v: T) => void>();
+  return {
+    get value() {
+      return value;
+    },
+    subscribe(listener) {
+      listeners.add(listener);
+      listener(value);
+      return () => listeners.delete(listener);
+    },
+    set(next) {
+      if (next === value) return;
+      value = next;
+      for (const l of [...listeners]) l(value);
+    },
+  };
+}
+
+/** Replaces the subtree at `path` of `tree` (the root when `path` is []). */
+function replaceAt(tree: Tree, path: Path, value: Node | undefined): Tree {
+  if (path.length === 0) return isTree(value) ? value : emptyTree();
+  const cleared = applyMutation(tree, deleteAt(path));
+  return value === undefined ? cleared : applyMutation(cleared, mergeAt(path, value));
+}
+
+export class KoraClient {
+  readonly status = observable<Status>("offline");
+  readonly pending = observable<number>(0);
+
+  private readonly storage: ClientStorage;
+  private readonly transport: Transport;
+  private readonly options: ClientOptions;
+  private hlc!: Hlc;
+  private nodeId!: string;
+  private confirmed: Tree = emptyTree();
+  private visible: Tree = emptyTree();
+  private queue: PendingWrite[] = [];
+  private readonly subs = new Map<string, Sub>();
+  private readonly listeners = new Map<string, { path: Path; fns: Set<(v: Node | undefined) => void>; last: Node | undefined }>();
+  private readonly errorListeners = new Set<(e: WriteError) => void>();
+  private readonly waiters = new Map<string, { resolve: (r: PendingWrite) => void; reject: (e: unknown) => void }>();
+  private connection: Connection | undefined;
+  private wantOnline = true;
+  private attempt = 0;
+  private retryTimer: ReturnType<typeof setTimeout> | undefined;
+  private sending = false;
+  private closed = false;
+  private saveTimer: ReturnType<typeof setTimeout> | undefined;
+  private saves: Promise<void> = Promise.resolve();
+  private writeCounter = 0;
+  private storedSubs = new Set<string>();
+  private generation = 0;
+  private loaded = false;
+  readonly ready: Promise<void>;
+
+  constructor(options: ClientOptions) {
+    this.options = options;
+    this.storage = options.storage;
+    if (options.transport) this.transport = options.transport;
+    else {
+      if (!options.url) throw new Error("createClient needs a url (or a transport)");
+      this.transport = wsTransport({ url: options.url, token: options.token, webSocketImpl: options.webSocketImpl });
+    }
+    this.wantOnline = !options.startOffline;
+    this.ready = this.load();
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Loading and saving
+
+  private async load(): Promise<void> {
+    const meta = (await this.storage.get("meta")) as { nodeId: string; hlc: HlcState } | undefined;
+    this.nodeId = meta?.nodeId ?? randomNodeId();
+    this.hlc = new Hlc(this.nodeId, { clock: this.options.now ?? Date.now, state: meta?.hlc });
+    const replica = (await this.storage.get("replica")) as Persisted | undefined;
+    if (replica) {
+      this.confirmed = replica.confirmed ?? emptyTree();
+      for (const s of replica.subs) this.subs.set(keyOf(s.path), this.newSub(s.path, s.since ?? undefined));
+    }
+    this.queue = ((await this.storage.get("queue")) as PendingWrite[] | undefined) ?? [];
+    this.recompute();
+    this.loaded = true;
+    await this.storage.set("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
+    if (this.options.subscriptions) this.retain(this.options.subscriptions);
+    if (this.wantOnline) this.connectNow();
+  }
+
+  private newSub(path: Path, since: string | undefined): Sub {
+    return { path: [...path], key: keyOf(path), since, refs: 0, stop: undefined, live: false };
+  }
+
+  private saveQueue(): void {
+    const queue = this.queue.map((w) => ({ ...w }));
+    const hlc = this.hlc.current;
+    this.saves = this.saves.then(async () => {
+      await this.storage.set("queue", queue);
+      await this.storage.set("meta", { nodeId: this.nodeId, hlc });
+    });
+    this.saves.catch(() => {});
+  }
+
+  private saveReplicaSoon(): void {
+    if (this.saveTimer) return;
+    this.saveTimer = setTimeout(() => {
+      this.saveTimer = undefined;
+      this.saveReplica();
+    }, this.options.persistDelayMs ?? 50);
+  }
+
+  private saveReplica(): void {
+    const state: Persisted = {
+      confirmed: this.confirmed,
+      subs: [...this.subs.values()].map((s) => ({ path: [...s.path], since: s.since })),
+    };
+    this.saves = this.saves.then(() => this.storage.set("replica", state));
+    this.saves.catch(() => {});
+  }
+
+  /** Resolves once everything so far is persisted. */
+  async flush(): Promise<void> {
+    await this.ready;
+    if (this.saveTimer) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      this.saveReplica();
+    }
+    await this.saves;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Reading and watching
+
+  /** The value at `path` in the local replica (server data plus pending local writes). */
+  get(path: Path): Node | undefined {
+    return getNode(this.visible, path);
+  }
+
+  /**
+   * Watches `path`: keeps its subtree in the replica (resumed from the stored cursor after a
+   * restart) and calls `listener` with the value now and after every local or remote change.
+   */
+  watch(path: Path, listener: (value: Node | undefined) => void): () => void {
+    const key = keyOf(path);
+    let entry = this.listeners.get(key);
+    if (!entry) {
+      entry = { path: [...path], fns: new Set(), last: this.get(path) };
+      this.listeners.set(key, entry);
+    }
+    entry.fns.add(listener);
+    void this.ready.then(() => {
+      if (entry.fns.has(listener)) listener(this.get(path));
+    });
+    void this.ready.then(() => this.retain(path));
+    let stopped = false;
+    return () => {
+      if (stopped) return;
+      stopped = true;
+      entry.fns.delete(listener);
+      if (entry.fns.size === 0) this.listeners.delete(key);
+      void this.ready.then(() => this.release(path));
+    };
+  }
+
+  onError(listener: (e: WriteError) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  private retain(path: Path): void {
+    const key = keyOf(path);
+    let sub = this.subs.get(key);
+    if (!sub) {
+      sub = this.newSub(path, undefined);
+      this.subs.set(key, sub);
+    }
+    sub.refs += 1;
+    if (sub.refs === 1 && this.connection) this.startSub(sub, this.connection);
+  }
+
+  private release(path: Path): void {
+    const sub = this.subs.get(keyOf(path));
+    if (!sub) return;
+    sub.refs = Math.max(0, sub.refs - 1);
+    if (sub.refs === 0) {
+      sub.stop?.();
+      sub.stop = undefined;
+      sub.live = false;
+    }
+  }
+
+  private startSub(sub: Sub, conn: Connection): void {
+    sub.stop?.();
+    // A watch resumed with a cursor gets only what changed since, possibly nothing: it is live
+    // at once. A new one is live once its snapshot arrives.
+    sub.live = sub.since !== undefined;
+    const generation = this.generation;
+    sub.stop = conn.watch(sub.path, sub.since, {
+      next: (event) => {
+        if (generation !== this.generation || this.subs.get(sub.key) !== sub) return;
+        this.onEvent(sub, event);
+      },
+      error: (error) => {
+        if (generation !== this.generation) return;
+        if (error instanceof ServerError && error.code === "BAD_USER_INPUT" && sub.since !== undefined) {
+          // The server never issued this cursor (e.g. its store was reset): start over.
+          sub.since = undefined;
+          this.startSub(sub, conn);
+          return;
+        }
+        // Anything else ends the connection's usefulness for this watch: reconnect.
+        this.dropConnection(error);
+      },
+    });
+  }
+
+  private onEvent(sub: Sub, event: WireEvent): void {
+    const version = Number(event.version);
+    if (!event.snapshot && sub.since !== undefined && version <= Number(sub.since)) return;
+    const mutation: Mutation = { merge: event.merge, delete: event.delete };
+    if (event.snapshot) {
+      this.confirmed = replaceAt(this.confirmed, sub.path, getNode(applyMutation(emptyTree(), mutation), sub.path));
+    } else this.confirmed = applyMutation(this.confirmed, mutation);
+    sub.since = event.version;
+    sub.live = true;
+    this.settle();
+    this.recompute();
+    this.saveReplicaSoon();
+    this.updateStatus();
+    if (this.options.subscriptions && sub.key === keyOf(this.options.subscriptions)) this.followStoredSubscriptions();
+  }
+
+  /** Stored subscriptions: every child of the node whose value is a list of keys is a path to watch. */
+  private followStoredSubscriptions(): void {
+    const node = getNode(this.confirmed, this.options.subscriptions as Path);
+    const wanted = new Map<string, Path>();
+    if (isTree(node)) {
+      for (const k in node) {
+        const v = node[k];
+        if (Array.isArray(v) && v.every((x) => typeof x === "string" && x.length > 0)) wanted.set(keyOf(v as string[]), v as string[]);
+      }
+    }
+    for (const [key, path] of wanted) {
+      if (!this.storedSubs.has(key)) {
+        this.storedSubs.add(key);
+        this.retain(path);
+      }
+    }
+    for (const key of [...this.storedSubs]) {
+      if (!wanted.has(key)) {
+        this.storedSubs.delete(key);
+        this.release(JSON.parse(key) as string[]);
+      }
+    }
+  }
+
+  /** Drops committed writes that every watch they touch has delivered. */
+  private settle(): void {
+    const before = this.queue.length;
+    this.queue = this.queue.filter((w) => {
+      if (!w.committed) return true;
+      const { version, mutation } = w.committed;
+      for (const sub of this.subs.values()) {
+        if (sub.refs === 0) continue; // dormant: it catches up (and resyncs) when watched again
+        if (restrict(mutation, sub.path) === null) continue;
+        if (sub.since === undefined || Number(sub.since) < version) return true;
+      }
+      return false;
+    });
+    if (this.queue.length !== before) {
+      this.saveQueue();
+      this.pending.set(this.queue.length);
+    }
+  }
+
+  /** Rebuilds the visible replica: confirmed data with every queued write applied in order. */
+  private recompute(): void {
+    let tree = this.confirmed;
+    for (const w of this.queue) tree = applyMutation(tree, { merge: w.merge, delete: w.delete });
+    this.setVisible(tree);
+    this.pending.set(this.queue.length);
+  }
+
+  private setVisible(tree: Tree): void {
+    this.visible = tree;
+    for (const entry of this.listeners.values()) {
+      const value = getNode(tree, entry.path);
+      if (value === entry.last || equalNodes(value, entry.last)) continue;
+      entry.last = value;
+      for (const fn of [...entry.fns]) fn(value);
+    }
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Writing
+
+  /** Merges `value` at `path`: applied locally at once, sent now or when back online. */
+  merge(path: Path, value: unknown): Promise<PendingWrite> {
+    return this.write(mergeAt(path, value));
+  }
+
+  delete(path: Path): Promise<PendingWrite> {
+    return this.write(deleteAt(path));
+  }
+
+  mutate(input: { merge?: unknown; delete?: unknown }): Promise<PendingWrite> {
+    return this.write(mutationFromInput(input));
+  }
+
+  /**
+   * Queues a normalized mutation. The promise resolves once the server committed it and
+   * rejects with a ServerError if the server refused it (the error listeners hear it too).
+   */
+  private write(m: Mutation): Promise<PendingWrite> {
+    // Once loaded, a write is queued before this returns (so `queued()` shows it at once).
+    const done = this.loaded ? Promise.resolve(this.enqueue(m)).then((p) => p) : this.ready.then(() => this.enqueue(m));
+    done.catch(() => {});
+    return done;
+  }
+
+  /** The writes not yet confirmed by the server, oldest first (copies). */
+  queued(): PendingWrite[] {
+    return this.queue.map((w) => ({ ...w }));
+  }
+
+  private enqueue(m: Mutation): PendingWrite | Promise<PendingWrite> {
+    {
+      if (this.closed) throw new Error("client is closed");
+      const ts = this.hlc.now();
+      const w: PendingWrite = { id: `${this.nodeId}-${ts.slice(0, 21)}-${++this.writeCounter}`, ts, merge: m.merge, delete: m.delete };
+      if (isEmptyMutation(m)) return w;
+      this.queue.push(w);
+      this.setVisible(applyMutation(this.visible, m));
+      this.pending.set(this.queue.length);
+      this.saveQueue();
+      this.updateStatus();
+      const result = new Promise<PendingWrite>((resolve, reject) => this.waiters.set(w.id, { resolve, reject }));
+      void this.send();
+      return result;
+    }
+  }
+
+  private async send(): Promise<void> {
+    if (this.sending) return;
+    this.sending = true;
+    try {
+      for (;;) {
+        const conn = this.connection;
+        if (!conn) return;
+        const w = this.queue.find((x) => !x.committed);
+        if (!w) return;
+        let result: Awaited<ReturnType<Connection["write"]>>;
+        try {
+          result = await conn.write({ merge: w.merge, delete: w.delete, ts: w.ts, writeId: w.id });
+        } catch (error) {
+          if (error instanceof ServerError && error.code !== "INTERNAL_SERVER_ERROR" && error.code !== "RATE_LIMITED") {
+            this.reject(w, error);
+            continue;
+          }
+          // A network failure (or a transient server one): keep the write, retry on reconnect.
+          if (this.connection === conn) this.dropConnection(error);
+          return;
+        }
+        if (result.ts) this.hlc.receive(result.ts);
+        w.committed = { version: Number(result.version), mutation: { merge: result.merge, delete: result.delete } };
+        this.waiters.get(w.id)?.resolve(w);
+        this.waiters.delete(w.id);
+        this.saveQueue();
+        this.settle();
+        this.recompute();
+        this.updateStatus();
+      }
+    } finally {
+      this.sending = false;
+    }
+  }
+
+  private reject(w: PendingWrite, error: ServerError): void {
+    this.queue = this.queue.filter((x) => x !== w);
+    this.saveQueue();
+    this.recompute();
+    this.updateStatus();
+    const waiter = this.waiters.get(w.id);
+    this.waiters.delete(w.id);
+    waiter?.reject(error);
+    for (const l of [...this.errorListeners]) l({ write: w, error });
+  }
+
+  // -------------------------------------------------------------------------------------------
+  // Connecting
+
+  /** Connects (after `disconnect()` or `startOffline`), and keeps reconnecting with backoff. */
+  connect(): void {
+    this.wantOnline = true;
+    this.attempt = 0;
+    void this.ready.then(() => this.connectNow());
+  }
+
+  /** Goes offline on purpose: closes the connection and stops reconnecting until `connect()`. */
+  disconnect(): void {
+    this.wantOnline = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.dropConnection(undefined, true);
+  }
+
+  private connectNow(): void {
+    if (this.closed || !this.wantOnline || this.connection || this.retryTimer) return;
+    const generation = ++this.generation;
+    this.transport
+      .connect((error) => {
+        if (generation === this.generation) this.dropConnection(error);
+      })
+      .then(
+        (conn) => {
+          if (generation !== this.generation || this.closed || !this.wantOnline) {
+            conn.close();
+            return;
+          }
+          this.attempt = 0;
+          this.connection = conn;
+          this.status.set("syncing");
+          for (const sub of this.subs.values()) if (sub.refs > 0) this.startSub(sub, conn);
+          void this.send();
+          this.updateStatus();
+        },
+        () => {
+          if (generation === this.generation) this.scheduleReconnect();
+        },
+      );
+  }
+
+  private dropConnection(_error?: unknown, quiet = false): void {
+    const conn = this.connection;
+    this.connection = undefined;
+    this.generation++;
+    for (const sub of this.subs.values()) {
+      sub.stop = undefined;
+      sub.live = false;
+    }
+    conn?.close();
+    this.status.set("offline");
+    if (!quiet) this.scheduleReconnect();
+  }
+
+  private scheduleReconnect(): void {
+    if (this.closed || !this.wantOnline || this.retryTimer) return;
+    const { initialMs = 250, maxMs = 15_000 } = this.options.backoff ?? {};
+    const base = Math.min(maxMs, initialMs * 2 ** this.attempt);
+    this.attempt += 1;
+    const delay = base / 2 + Math.random() * (base / 2); // jitter
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      this.connectNow();
+    }, delay);
+  }
+
+  private updateStatus(): void {
+    if (!this.connection) {
+      this.status.set("offline");
+      return;
+    }
+    const waiting = this.queue.some((w) => !w.committed) || [...this.subs.values()].some((s) => s.refs > 0 && !s.live);
+    this.status.set(waiting || this.queue.length > 0 ? "syncing" : "online");
+  }
+
+  /** The watch cursors (`since` per watched path). */
+  cursors(): { path: Path; since: string | undefined }[] {
+    return [...this.subs.values()].map((s) => ({ path: s.path, since: s.since }));
+  }
+
+  /** Resolves once online with an empty queue and every watch delivering (or rejects on timeout). */
+  async synced(timeoutMs = 10_000): Promise<void> {
+    await this.ready;
+    if (this.status.value === "online") return;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        stop();
+        reject(new Error(`not synced after ${timeoutMs} ms (status ${this.status.value}, ${this.queue.length} pending)`));
+      }, timeoutMs);
+      const stop = this.status.subscribe((s) => {
+        if (s !== "online") return;
+        clearTimeout(timer);
+        queueMicrotask(() => stop());
+        resolve();
+      });
+    });
+  }
+
+  /** Persists, closes the connection and stops. */
+  async close(): Promise<void> {
+    await this.ready;
+    this.disconnect();
+    this.closed = true;
+    for (const [id, waiter] of this.waiters) waiter.reject(new Error(`client closed; write ${id} stays queued for the next run`));
+    this.waiters.clear();
+    await this.flush();
+  }
+}
+
+/** Creates a client; it loads its persisted state and connects in the background (`client.ready`). */
+export function createClient(options: ClientOptions): KoraClient {
+  return new KoraClient(options);
+}

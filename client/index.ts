@@ -1,0 +1,25 @@
+/**
+ * `kora/client`: Kora's offline-first client (docs/client.md). Works in browsers and Node; the
+ * file storage for Node is `kora/client/file`.
+ */
+export {
+  type ClientOptions,
+  type Observable,
+  type PendingWrite,
+  type Status,
+  type WriteError,
+  KoraClient,
+  createClient,
+} from "./client.ts";
+export { type ClientStorage, memoryStorage } from "./storage.ts";
+export { indexedDbStorage } from "./indexeddb.ts";
+export {
+  type Connection,
+  type Transport,
+  type WireEvent,
+  type WireResult,
+  type WsTransportOptions,
+  ServerError,
+  wsTransport,
+} from "./transport.ts";
+export { Hlc, compareStamps, formatStamp, parseStamp } from "../core/hlc.ts";
