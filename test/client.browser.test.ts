@@ -1,0 +1,102 @@
+/**
+ * The browser example (examples/offline-todo) in Debian's Chromium through playwright-core:
+ * go offline (the page's network emulation), add todos, reload the page while offline and still
+ * see them, go online, and see them on a second page (another browser context: another device).
+ */
+import { createReadStream, existsSync } from "node:fs";
+import { mkdtemp, rm, stat } from "node:fs/promises";
+import { type Server, createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { extname, join, normalize } from "node:path";
+import { type Browser, chromium } from "playwright-core";
+import { build } from "vite";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { pgliteTarget } from "./helpers/db.ts";
+import { read, startTestServer, type TestServer } from "./helpers/server.ts";
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
+const FLAGS = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
+
+let kora: TestServer;
+let dist: string;
+let web: Server;
+let origin: string;
+let browser: Browser;
+
+beforeAll(async () => {
+  dist = await mkdtemp(join(tmpdir(), "kora-todo-"));
+  await build({
+    configFile: new URL("../examples/offline-todo/vite.config.ts", import.meta.url).pathname,
+    logLevel: "warn",
+    build: { outDir: dist },
+  });
+  kora = await startTestServer(pgliteTarget);
+  web = createServer(async (req, res) => {
+    const url = new URL(req.url ?? "/", "http://x");
+    const file = normalize(join(dist, url.pathname === "/" ? "index.html" : url.pathname));
+    if (!file.startsWith(dist) || !(await stat(file).catch(() => undefined))?.isFile()) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
+    createReadStream(file).pipe(res);
+  });
+  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
+  origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+}, 120_000);
+
+afterAll(async () => {
+  await browser?.close();
+  web?.close();
+  await kora?.close();
+  if (dist) await rm(dist, { recursive: true, force: true });
+});
+
+describe.skipIf(!existsSync(CHROMIUM))("offline todo example in Chromium", () => {
+  it("adds todos offline, keeps them across an offline reload, and syncs them to another page", async () => {
+    const page0 = `${origin}/?list=groceries&kora=${encodeURIComponent(kora.wsUrl)}`;
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(page0);
+    await page.waitForSelector('#status[data-status="online"]');
+    await page.evaluate(() => (window as unknown as { shellCached: Promise<void> }).shellCached);
+
+    await context.setOffline(true);
+    await page.waitForSelector('#status[data-status="offline"]');
+    for (const text of ["milk", "eggs"]) {
+      await page.fill("#text", text);
+      await page.click("button[type=submit]");
+    }
+    await page.waitForFunction(() => document.querySelectorAll("#list li").length === 2);
+    expect(await page.textContent("#pending")).toBe("2");
+
+    await page.reload();
+    await page.waitForFunction(() => document.querySelectorAll("#list li").length === 2);
+    expect(await page.textContent("#status")).toBe("offline");
+    expect(await page.textContent("#pending")).toBe("2");
+    expect(await read(kora.url, ["todos", "groceries"])).toBeNull();
+
+    await context.setOffline(false);
+    await page.waitForSelector('#status[data-status="online"]', { timeout: 15_000 });
+    const stored = (await read(kora.url, ["todos", "groceries"])) as Record<string, { text: string }>;
+    expect(Object.values(stored).map((t) => t.text).sort()).toEqual(["eggs", "milk"]);
+
+    const other = await (await browser.newContext()).newPage();
+    await other.goto(page0);
+    await other.waitForFunction(() => document.querySelectorAll("#list li").length === 2);
+    const texts = await other.$$eval("#list li span", (spans) => spans.map((s) => s.textContent?.trim()));
+    expect(texts.sort()).toEqual(["eggs", "milk"]);
+    await context.close();
+  }, 90_000);
+});
