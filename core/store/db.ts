@@ -16,6 +16,18 @@ export interface Db extends Queryable {
   close(): Promise<void>;
 }
 
+/**
+ * The connection failed while COMMIT was in flight: the transaction may or may not have committed.
+ * The store must not run its mutations again (they could commit twice): they fail, and the edge
+ * masks the error as INTERNAL_SERVER_ERROR with a logged id.
+ */
+export class CommitOutcomeUnknown extends Error {
+  constructor(cause: unknown) {
+    super("the connection to PostgreSQL failed during COMMIT: the outcome of the transaction is unknown", { cause });
+    this.name = "CommitOutcomeUnknown";
+  }
+}
+
 /** Quotes an identifier: the only way names reach SQL text. Values always go as parameters. */
 export function ident(name: string): string {
   if (!/^[A-Za-z_][A-Za-z0-9_]{0,62}$/.test(name)) {

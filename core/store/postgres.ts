@@ -7,7 +7,7 @@
 import pg from "pg";
 import type { ChangeFeed, Store } from "../store.ts";
 import type { Version } from "../types.ts";
-import type { Db, Queryable } from "./db.ts";
+import { CommitOutcomeUnknown, type Db, ident, type Queryable } from "./db.ts";
 import { channelFor, createSqlStore } from "./sql.ts";
 
 export interface PostgresStoreOptions {
@@ -41,46 +41,63 @@ function describe(url: string): string {
   }
 }
 
-function listenFeed(url: string, channel: string, currentVersion: () => Promise<Version>, onError?: (e: unknown) => void) {
+/** The LISTEN connection's application_name, so operators (and tests) can find it. */
+export function listenerName(schema: string): string {
+  return `kora-listen:${schema}`.slice(0, 63);
+}
+
+function listenFeed(
+  url: string,
+  schema: string,
+  currentVersion: () => Promise<Version>,
+  onError?: (e: unknown) => void,
+) {
+  const channel = channelFor(schema);
   const listeners = new Set<(v: Version) => void>();
-  let client: pg.Client | undefined;
+  // The connection in use or being opened. Every handler checks it, so a connection that failed
+  // (error and end both fire) is retried once, and one that close() ended is never retried.
+  let current: pg.Client | undefined;
   let stopped = false;
   let delay = 100;
+  let timer: NodeJS.Timeout | undefined;
   const emit = (v: Version) => {
     for (const l of listeners) l(v);
   };
 
   async function connect(): Promise<void> {
+    timer = undefined;
     if (stopped) return;
-    const c = new pg.Client({ connectionString: url });
+    const c = new pg.Client({ connectionString: url, application_name: listenerName(schema) });
+    current = c;
     c.on("notification", (msg) => {
       if (msg.channel === channel && msg.payload) emit(Number(msg.payload));
     });
-    c.on("error", (error) => {
-      onError?.(error);
-      reconnect(c);
-    });
-    c.on("end", () => reconnect(c));
+    c.on("error", (error) => retry(c, error));
+    c.on("end", () => retry(c, new Error("LISTEN connection ended")));
     try {
       await c.connect();
-      await c.query(`LISTEN "${channel}"`);
-      client = c;
+      await c.query(`LISTEN ${ident(channel)}`);
+      const version = await currentVersion();
+      if (current !== c) return;
       delay = 100;
-      emit(await currentVersion()); // anything committed while we were not listening
+      // Notifications sent while no connection listened are lost: announce the current version,
+      // and the watch hub reads the log from its own cursor.
+      emit(version);
     } catch (error) {
-      onError?.(error);
-      reconnect(c);
+      retry(c, error);
     }
   }
 
-  function reconnect(c: pg.Client): void {
-    if (stopped || (client !== c && client !== undefined)) return;
-    client = undefined;
-    c.removeAllListeners("end");
+  function retry(c: pg.Client, error: unknown): void {
+    if (current !== c) return;
+    current = undefined;
     c.end().catch(() => {});
+    if (stopped) return;
+    onError?.(error);
     const wait = delay;
     delay = Math.min(delay * 2, 5000);
-    setTimeout(() => void connect(), wait).unref();
+    timer = setTimeout(() => void connect(), wait);
+    timer.unref();
   }
 
   const feed: ChangeFeed = {
@@ -94,12 +111,10 @@ function listenFeed(url: string, channel: string, currentVersion: () => Promise<
     start: connect,
     async stop() {
       stopped = true;
-      const c = client;
-      client = undefined;
-      if (c) {
-        c.removeAllListeners("end");
-        await c.end().catch(() => {});
-      }
+      clearTimeout(timer);
+      const c = current;
+      current = undefined;
+      if (c) await c.end().catch(() => {});
     },
   };
 }
@@ -112,22 +127,32 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     ...queryable(pool),
     async transaction(fn) {
       const client = await pool.connect();
+      let failed: Error | undefined;
       try {
         await client.query("BEGIN");
         const result = await fn(queryable(client));
-        await client.query("COMMIT");
+        try {
+          await client.query("COMMIT");
+        } catch (error) {
+          // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
+          // connection broke) leaves the outcome unknown.
+          throw typeof (error as { code?: unknown }).code === "string" ? error : new CommitOutcomeUnknown(error);
+        }
         return result;
       } catch (error) {
-        await client.query("ROLLBACK").catch(() => {});
+        // A connection that cannot even roll back is broken: release(error) discards it.
+        await client.query("ROLLBACK").catch((e: Error) => {
+          failed = e;
+        });
         throw error;
       } finally {
-        client.release();
+        client.release(failed);
       }
     },
     close: () => pool.end(),
   };
   let store: Store | undefined;
-  const listener = listenFeed(options.url, channelFor(schema), () => (store ? store.version() : Promise.resolve(0)), options.onError);
+  const listener = listenFeed(options.url, schema, () => (store ? store.version() : Promise.resolve(0)), options.onError);
   store = await createSqlStore({
     db,
     schema,

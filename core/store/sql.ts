@@ -21,7 +21,7 @@ import type {
 import type { StampEntries, StampQuery } from "../lww.ts";
 import { isEmptyMutation, isTree } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
-import { type Db, type Queryable, ident } from "./db.ts";
+import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
 import { encodePath, keysBelow, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
 
@@ -481,9 +481,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         last = version;
       });
     } catch (error) {
-      if (items.length > 1) {
+      if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
-        // only the one at fault fails (their builds run again, in fresh transactions).
+        // only the one at fault fails (their builds run again, in fresh transactions). This
+        // costs nothing in the common case and replaces a SAVEPOINT per mutation (a round trip
+        // each). Never after an unknown COMMIT outcome: the batch may have committed.
         for (const item of items) await runBatch([item]);
         return;
       }
@@ -504,7 +506,10 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     description: options.description,
     feed,
     outbox,
-    read: (requests) => readWith(db, requests),
+    read: (requests) =>
+      readWith(db, requests).catch((error: unknown) => {
+        throw mapSqlError(error);
+      }),
     commit(build) {
       if (closed) return Promise.reject(new Error("store is closed"));
       return new Promise<CommitResult>((resolve, reject) => {

@@ -43,10 +43,17 @@ export function databaseUrl(): string | undefined {
   return process.env.DATABASE_URL || undefined;
 }
 
-/** Drops a schema through its own connection (the store's pool is closed by then). */
-export async function dropSchema(url: string, schema: string): Promise<void> {
+/** A raw, connected pg client for the test database (DATABASE_URL); the caller ends it. */
+export async function pgClient(url = databaseUrl()): Promise<pg.Client> {
+  if (!url) throw new Error("DATABASE_URL is not set");
   const client = new pg.Client({ connectionString: url });
   await client.connect();
+  return client;
+}
+
+/** Drops a schema through its own connection (the store's pool is closed by then). */
+export async function dropSchema(url: string, schema: string): Promise<void> {
+  const client = await pgClient(url);
   try {
     await client.query(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
   } finally {
