@@ -14,7 +14,6 @@ import {
   applyMutation,
   deleteAt,
   emptyTree,
-  equalNodes,
   getNode,
   isEmptyMutation,
   isTree,
@@ -116,6 +115,49 @@ function replaceAt(tree: Tree, path: Path, value: Node | undefined): Tree {
   if (path.length === 0) return isTree(value) ? value : emptyTree();
   const cleared = applyMutation(tree, deleteAt(path));
   return value === undefined ? cleared : applyMutation(cleared, mergeAt(path, value));
+}
+
+/** `applyMutation` on a draft: objects in `owned` were created by this draft and change in place. */
+function applyOwned(tree: Tree, m: Mutation, owned: WeakSet<object>): Tree {
+  const own = (node: Tree): Tree => {
+    if (owned.has(node)) return node;
+    const out = emptyTree();
+    for (const k in node) out[k] = node[k] as Node;
+    owned.add(out);
+    return out;
+  };
+  const del = (node: Tree, d: DeleteTree): Tree | undefined => {
+    let out = node;
+    for (const key in d) {
+      if (!(key in out)) continue;
+      const mark = d[key] as true | DeleteTree;
+      const child = out[key] as Node;
+      let next: Node | undefined;
+      if (mark === true) next = undefined;
+      else if (isTree(child)) next = del(child, mark);
+      else continue;
+      if (next === child) continue;
+      out = own(out);
+      if (next === undefined) delete out[key];
+      else out[key] = next;
+    }
+    for (const _ in out) return out;
+    return undefined;
+  };
+  const merge = (node: Tree | undefined, mm: Tree): Tree => {
+    const out = node === undefined ? own(emptyTree()) : own(node);
+    for (const key in mm) {
+      const value = mm[key] as Node;
+      if (isTree(value)) {
+        const existing = out[key];
+        out[key] = merge(isTree(existing) ? existing : undefined, value);
+      } else out[key] = value;
+    }
+    return out;
+  };
+  const afterDelete = del(tree, m.delete) ?? own(emptyTree());
+  for (const _ in m.merge) return merge(afterDelete, m.merge);
+  return afterDelete;
 }
 
 export class KoraClient {
@@ -308,20 +350,42 @@ export class KoraClient {
     });
   }
 
+  /**
+   * Events are applied in batches: everything that arrived in one turn of the event loop is
+   * applied to one copy-on-write draft of the replica, so a burst of changes under a large
+   * subtree copies it once, not once per change.
+   */
+  private inbox: { sub: Sub; event: WireEvent }[] = [];
+
   private onEvent(sub: Sub, event: WireEvent): void {
-    const version = Number(event.version);
-    if (!event.snapshot && sub.since !== undefined && version <= Number(sub.since)) return;
-    const mutation: Mutation = { merge: event.merge, delete: event.delete };
-    if (event.snapshot) {
-      this.confirmed = replaceAt(this.confirmed, sub.path, getNode(applyMutation(emptyTree(), mutation), sub.path));
-    } else this.confirmed = applyMutation(this.confirmed, mutation);
-    sub.since = event.version;
-    sub.live = true;
+    this.inbox.push({ sub, event });
+    if (this.inbox.length === 1) (globalThis.setImmediate ?? setTimeout)(() => this.applyInbox());
+  }
+
+  private applyInbox(): void {
+    const batch = this.inbox;
+    this.inbox = [];
+    const owned = new WeakSet<object>();
+    let tree = this.confirmed;
+    let stored = false;
+    for (const { sub, event } of batch) {
+      if (this.subs.get(sub.key) !== sub) continue;
+      const version = Number(event.version);
+      if (!event.snapshot && sub.since !== undefined && version <= Number(sub.since)) continue;
+      if (event.snapshot) {
+        const value = getNode(applyMutation(emptyTree(), { merge: event.merge, delete: event.delete }), sub.path);
+        tree = replaceAt(tree, sub.path, value);
+      } else tree = applyOwned(tree, { merge: event.merge, delete: event.delete }, owned);
+      sub.since = event.version;
+      sub.live = true;
+      if (this.options.subscriptions && sub.key === keyOf(this.options.subscriptions)) stored = true;
+    }
+    this.confirmed = tree;
     this.settle();
     this.recompute();
     this.saveReplicaSoon();
     this.updateStatus();
-    if (this.options.subscriptions && sub.key === keyOf(this.options.subscriptions)) this.followStoredSubscriptions();
+    if (stored) this.followStoredSubscriptions();
   }
 
   /** Stored subscriptions: every child of the node whose value is a list of keys is a path to watch. */
@@ -379,7 +443,8 @@ export class KoraClient {
     this.visible = tree;
     for (const entry of this.listeners.values()) {
       const value = getNode(tree, entry.path);
-      if (value === entry.last || equalNodes(value, entry.last)) continue;
+      // Unchanged subtrees keep their identity (applyMutation copies only the paths it touches).
+      if (value === entry.last) continue;
       entry.last = value;
       for (const fn of [...entry.fns]) fn(value);
     }

@@ -75,11 +75,27 @@ $<HTMLFormElement>("add").onsubmit = (event) => {
 async function cacheShell(): Promise<void> {
   if (!("serviceWorker" in navigator)) return;
   await navigator.serviceWorker.register("./sw.js");
-  const files = [location.pathname, ...performance.getEntriesByType("resource").map((e) => e.name)].filter((u) =>
-    new URL(u, location.href).origin === location.origin,
-  );
+  // The page and the scripts and styles it loaded (not e.g. a missing favicon).
+  const files = [
+    location.pathname,
+    ...performance
+      .getEntriesByType("resource")
+      .filter((e) => ["script", "link", "css"].includes((e as PerformanceResourceTiming).initiatorType))
+      .map((e) => e.name)
+      .filter((u) => new URL(u).origin === location.origin),
+  ];
   const cache = await caches.open("kora-todo-shell");
-  await cache.addAll([...new Set(files)]);
+  for (const file of new Set(files)) {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await cache.add(file);
+        break;
+      } catch (error) {
+        if (attempt >= 5) throw new Error(`caching ${file} failed: ${error}`);
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
   await navigator.serviceWorker.ready;
 }
 (window as unknown as { shellCached: Promise<void> }).shellCached = cacheShell();
