@@ -336,6 +336,8 @@ async function main() {
     }
   }
 
+  rows.push(await offlineClientRow());
+
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   const header = `Run ${new Date().toISOString()} on ${cpu} (${cpus().length} cores), Node ${process.version}, store: ${store.description}${quick ? " (quick)" : ""}.`;
   const table = [
@@ -356,3 +358,17 @@ main().catch((error) => {
   console.error(error);
   process.exit(1);
 });
+
+// ---------------------------------------------------------------------------------------------
+// Offline client (issue #4, client/bench.ts): a watch on a 10,000-leaf subtree applying a stream
+// of 1,000 remote changes, in the client alone (no server). Target: under a second.
+async function offlineClientRow() {
+  const { benchClientApply } = await import("../client/bench.ts");
+  const r = await benchClientApply({ leaves: 10_000, changes: 1_000 });
+  return {
+    metric: "client: apply 1,000 remote changes on a 10,000-leaf watch",
+    kora: `${r.ms.toFixed(0)} ms (${r.changesPerSecond}/s)`,
+    raw: "-",
+    ratio: "target < 1000 ms",
+  };
+}

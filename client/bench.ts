@@ -33,7 +33,6 @@ export async function benchClientApply(options: { leaves?: number; changes?: num
     },
   };
   const client = createClient({ transport, storage: memoryStorage(), persistDelayMs: 60_000 });
-  let seen = 0;
   let done: () => void = () => {};
   const finished = new Promise<void>((r) => {
     done = r;
@@ -41,7 +40,6 @@ export async function benchClientApply(options: { leaves?: number; changes?: num
   client.watch(path, (value) => {
     const last = (value as Record<string, unknown> | undefined)?.[`k${changes - 1}`];
     if (last === -1) done();
-    seen++;
   });
   await client.ready;
   while (!sink) await new Promise((r) => setTimeout(r, 1));
