@@ -14,9 +14,13 @@ import type { TypedDocumentNode as DocumentNode } from '@graphql-typed-document-
  * Learn more about it here: https://the-guild.dev/graphql/codegen/plugins/presets/preset-client#reducing-bundle-size
  */
 type Documents = {
+    "subscription KoraWatch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}\n\nmutation KoraMutate($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {\n  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}": typeof types.KoraWatchDocument,
+    "query TypedPath($path: [String!]!) {\n  path(path: $path)\n}\n\nmutation TypedMerge($path: [String!]!, $value: JSON!, $ts: String, $writeId: String) {\n  merge(path: $path, value: $value, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}\n\nsubscription TypedWatch($path: [String!]!) {\n  watch(path: $path) {\n    version\n    snapshot\n    merge\n    delete\n    value\n  }\n}": typeof types.TypedPathDocument,
     "query ReadPath($path: [String!]!, $min: String, $max: String, $limit: Int, $reverse: Boolean) {\n  path(path: $path, min: $min, max: $max, limit: $limit, reverse: $reverse)\n}\n\nmutation Merge($path: [String!]!, $value: JSON!) {\n  merge(path: $path, value: $value) {\n    version\n    merge\n    delete\n  }\n}\n\nmutation Delete($path: [String!]!) {\n  delete(path: $path) {\n    version\n    merge\n    delete\n  }\n}\n\nmutation Mutate($merge: JSONObject, $delete: JSONObject) {\n  mutate(merge: $merge, delete: $delete) {\n    version\n    merge\n    delete\n  }\n}\n\nsubscription Watch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}": typeof types.ReadPathDocument,
 };
 const documents: Documents = {
+    "subscription KoraWatch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}\n\nmutation KoraMutate($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {\n  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}": types.KoraWatchDocument,
+    "query TypedPath($path: [String!]!) {\n  path(path: $path)\n}\n\nmutation TypedMerge($path: [String!]!, $value: JSON!, $ts: String, $writeId: String) {\n  merge(path: $path, value: $value, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}\n\nsubscription TypedWatch($path: [String!]!) {\n  watch(path: $path) {\n    version\n    snapshot\n    merge\n    delete\n    value\n  }\n}": types.TypedPathDocument,
     "query ReadPath($path: [String!]!, $min: String, $max: String, $limit: Int, $reverse: Boolean) {\n  path(path: $path, min: $min, max: $max, limit: $limit, reverse: $reverse)\n}\n\nmutation Merge($path: [String!]!, $value: JSON!) {\n  merge(path: $path, value: $value) {\n    version\n    merge\n    delete\n  }\n}\n\nmutation Delete($path: [String!]!) {\n  delete(path: $path) {\n    version\n    merge\n    delete\n  }\n}\n\nmutation Mutate($merge: JSONObject, $delete: JSONObject) {\n  mutate(merge: $merge, delete: $delete) {\n    version\n    merge\n    delete\n  }\n}\n\nsubscription Watch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}": types.ReadPathDocument,
 };
 
@@ -34,6 +38,14 @@ const documents: Documents = {
  */
 export function graphql(source: string): unknown;
 
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "subscription KoraWatch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}\n\nmutation KoraMutate($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {\n  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}"): (typeof documents)["subscription KoraWatch($path: [String!]!, $since: String) {\n  watch(path: $path, since: $since) {\n    version\n    snapshot\n    merge\n    delete\n  }\n}\n\nmutation KoraMutate($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {\n  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}"];
+/**
+ * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
+ */
+export function graphql(source: "query TypedPath($path: [String!]!) {\n  path(path: $path)\n}\n\nmutation TypedMerge($path: [String!]!, $value: JSON!, $ts: String, $writeId: String) {\n  merge(path: $path, value: $value, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}\n\nsubscription TypedWatch($path: [String!]!) {\n  watch(path: $path) {\n    version\n    snapshot\n    merge\n    delete\n    value\n  }\n}"): (typeof documents)["query TypedPath($path: [String!]!) {\n  path(path: $path)\n}\n\nmutation TypedMerge($path: [String!]!, $value: JSON!, $ts: String, $writeId: String) {\n  merge(path: $path, value: $value, ts: $ts, writeId: $writeId) {\n    version\n    merge\n    delete\n    ts\n  }\n}\n\nsubscription TypedWatch($path: [String!]!) {\n  watch(path: $path) {\n    version\n    snapshot\n    merge\n    delete\n    value\n  }\n}"];
 /**
  * The graphql function is used to parse GraphQL queries into a document that can be used by GraphQL clients.
  */
