@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { type KoraClient, type WriteError, createClient, memoryStorage } from "../client/index.ts";
 import { fileStorage } from "../client/file.ts";
+import { KoraError } from "../core/errors.ts";
+import type { Interceptor } from "../interceptors/types.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { merge, read, startTestServer, type TestServer } from "./helpers/server.ts";
 
@@ -19,8 +21,19 @@ let dir: string;
 const clients: KoraClient[] = [];
 
 beforeAll(async () => {
-  // A small depth limit on the server lets a client queue a write offline that the server rejects.
-  server = await startTestServer(pgliteTarget, { limits: { maxDepth: 6 } });
+  // A small depth limit on the server lets a client queue a write offline that the server rejects;
+  // so does this interceptor: once `locked/<room>/closed` is set, writes to that room are refused.
+  const lock: Interceptor = {
+    name: "room lock",
+    path: ["locked", "$room", "**"],
+    async beforeMutation({ captures, data, internal }) {
+      if (internal) return;
+      if ((await data(["locked", captures.room as string, "closed"])) === true) {
+        throw new KoraError("FORBIDDEN", `room ${captures.room} is closed`);
+      }
+    },
+  };
+  server = await startTestServer(pgliteTarget, { limits: { maxDepth: 6 }, interceptors: [lock] });
   dir = await mkdtemp(join(tmpdir(), "kora-client-"));
 });
 afterAll(async () => {
@@ -132,6 +145,34 @@ describe("offline client over WebSocket", () => {
     expect(errors[0]?.error.code).toBe("BAD_USER_INPUT");
     expect(c.get(["rej"])).toEqual({ ok: 1 });
     expect(await read(server.url, ["rej"])).toEqual({ ok: 1 });
+  });
+
+  it("rolls back a replayed write an interceptor now refuses, keeps the others, and reports it", async () => {
+    const c = client();
+    const errors: WriteError[] = [];
+    c.onError((e) => errors.push(e));
+    const values: unknown[] = [];
+    c.watch(["locked", "r1"], (v) => values.push(v));
+    await c.synced();
+    c.disconnect();
+    const before = c.merge(["locked", "r1", "before"], "queued first");
+    const refused = c.merge(["locked", "r1", "late"], "written offline");
+    expect(c.get(["locked", "r1"])).toEqual({ before: "queued first", late: "written offline" });
+    // While the client is offline, someone closes the room; the queued writes replay after it.
+    await server.kora.gateway.commit({ merge: { locked: { r1: { closed: true } } }, delete: {} });
+    c.connect();
+    await expect(before).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await expect(refused).rejects.toMatchObject({ code: "FORBIDDEN" });
+    await c.synced();
+    expect(errors.map((e) => [e.error.code, e.write.merge])).toEqual([
+      ["FORBIDDEN", { locked: { r1: { before: "queued first" } } }],
+      ["FORBIDDEN", { locked: { r1: { late: "written offline" } } }],
+    ]);
+    // Rolled back to the server's data, which the watch delivered: nothing of the refused writes.
+    expect(c.get(["locked", "r1"])).toEqual({ closed: true });
+    expect(await read(server.url, ["locked", "r1"])).toEqual({ closed: true });
+    expect(values.at(-1)).toEqual({ closed: true });
+    expect(c.pending.value).toBe(0);
   });
 
   it("follows stored subscriptions: watches the paths a node lists, and its changes", async () => {

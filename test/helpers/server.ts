@@ -1,6 +1,7 @@
 /** Starts a real Kora server on port 0 over a store target, and talks to it over HTTP. */
 import { silentLogger } from "../../core/gateway.ts";
 import type { Limits } from "../../core/types.ts";
+import type { Interceptor } from "../../interceptors/types.ts";
 import { type RunningKora, startKora } from "../../server/index.ts";
 import type { StoreTarget } from "./db.ts";
 
@@ -15,7 +16,7 @@ export interface TestServer {
 
 export async function startTestServer(
   target: StoreTarget,
-  options: { limits?: Partial<Limits>; watchBuffer?: number } = {},
+  options: { limits?: Partial<Limits>; watchBuffer?: number; interceptors?: readonly Interceptor[] } = {},
 ): Promise<TestServer> {
   const { store, schema, dispose } = await target.create();
   const kora = await startKora({
