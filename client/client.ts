@@ -10,8 +10,10 @@
  * at once if the server rejected it: the app's view then rolls back and the error is reported).
  */
 import { Hlc, type HlcState, randomNodeId } from "../core/hlc.ts";
+import { KoraError } from "../core/errors.ts";
 import {
   applyMutation,
+  checkMutationSize,
   deleteAt,
   emptyTree,
   getNode,
@@ -21,7 +23,7 @@ import {
   mutationFromInput,
   restrict,
 } from "../core/tree.ts";
-import type { DeleteTree, Mutation, Node, Path, Tree } from "../core/types.ts";
+import { DEFAULT_LIMITS, type DeleteTree, type Limits, type Mutation, type Node, type Path, type Tree } from "../core/types.ts";
 import type { ClientStorage } from "./storage.ts";
 import { type Connection, ServerError, type Transport, type WireEvent, type WsTransportOptions, wsTransport } from "./transport.ts";
 
@@ -68,6 +70,12 @@ export interface ClientOptions {
   startOffline?: boolean;
   /** Delay before the replica is saved after a change (ms, default 50). The queue saves at once. */
   persistDelayMs?: number;
+  /**
+   * The server's limits (key bytes, depth, mutation bytes), checked before a write is queued so
+   * that input the server would refuse fails at once instead of after going online. Default:
+   * the server's defaults.
+   */
+  limits?: Partial<Limits>;
   /** Wall clock (tests). */
   now?: () => number;
 }
@@ -167,6 +175,7 @@ export class KoraClient {
   private readonly storage: ClientStorage;
   private readonly transport: Transport;
   private readonly options: ClientOptions;
+  private readonly limits: Limits;
   private hlc!: Hlc;
   private nodeId!: string;
   private confirmed: Tree = emptyTree();
@@ -192,6 +201,7 @@ export class KoraClient {
 
   constructor(options: ClientOptions) {
     this.options = options;
+    this.limits = { ...DEFAULT_LIMITS, ...options.limits };
     this.storage = options.storage;
     if (options.transport) this.transport = options.transport;
     else {
@@ -200,6 +210,9 @@ export class KoraClient {
     }
     this.wantOnline = !options.startOffline;
     this.ready = this.load();
+    // A storage that cannot be read (damaged files) rejects `ready` and every write; the
+    // fire-and-forget steps below must not turn that into unhandled rejections.
+    this.ready.catch(() => {});
   }
 
   // -------------------------------------------------------------------------------------------
@@ -220,6 +233,11 @@ export class KoraClient {
     await this.storage.set("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
     if (this.options.subscriptions) this.retain(this.options.subscriptions);
     if (this.wantOnline) this.connectNow();
+  }
+
+  /** Runs `step` once loaded; nothing when loading failed (`ready` carries that error). */
+  private afterLoad(step: () => void): void {
+    this.ready.then(step, () => {});
   }
 
   private newSub(path: Path, since: string | undefined): Sub {
@@ -284,17 +302,17 @@ export class KoraClient {
       this.listeners.set(key, entry);
     }
     entry.fns.add(listener);
-    void this.ready.then(() => {
+    this.afterLoad(() => {
       if (entry.fns.has(listener)) listener(this.get(path));
+      this.retain(path);
     });
-    void this.ready.then(() => this.retain(path));
     let stopped = false;
     return () => {
       if (stopped) return;
       stopped = true;
       entry.fns.delete(listener);
       if (entry.fns.size === 0) this.listeners.delete(key);
-      void this.ready.then(() => this.release(path));
+      this.afterLoad(() => this.release(path));
     };
   }
 
@@ -453,17 +471,30 @@ export class KoraClient {
   // -------------------------------------------------------------------------------------------
   // Writing
 
-  /** Merges `value` at `path`: applied locally at once, sent now or when back online. */
+  /**
+   * Merges `value` at `path`: applied locally at once, sent now or when back online.
+   * Input the server would refuse whatever its data (null, non-JSON values, bad keys, too deep,
+   * too large) throws a KoraError with the contract's code at once and queues nothing.
+   */
   merge(path: Path, value: unknown): Promise<PendingWrite> {
-    return this.write(mergeAt(path, value));
+    return this.write(checked(mergeAt(path, value, this.limits), this.limits));
   }
 
+  /** Deletes the subtree at `path` (same rules as `merge`). */
   delete(path: Path): Promise<PendingWrite> {
-    return this.write(deleteAt(path));
+    return this.write(checked(deleteAt(path, this.limits), this.limits));
   }
 
+  /** Deletes then merges, atomically: `{ merge, delete }` rooted at `[]` (same rules as `merge`). */
   mutate(input: { merge?: unknown; delete?: unknown }): Promise<PendingWrite> {
-    return this.write(mutationFromInput(input));
+    if (typeof input !== "object" || input === null || Array.isArray(input)) {
+      throw new KoraError("BAD_USER_INPUT", "mutate takes { merge?, delete? }");
+    }
+    const unknown = Object.keys(input).filter((k) => k !== "merge" && k !== "delete");
+    if (unknown.length > 0) {
+      throw new KoraError("BAD_USER_INPUT", `mutate takes { merge?, delete? }; unknown field ${JSON.stringify(unknown[0])}`);
+    }
+    return this.write(checked(mutationFromInput(input, this.limits), this.limits));
   }
 
   /**
@@ -552,7 +583,7 @@ export class KoraClient {
   connect(): void {
     this.wantOnline = true;
     this.attempt = 0;
-    void this.ready.then(() => this.connectNow());
+    this.afterLoad(() => this.connectNow());
   }
 
   /** Goes offline on purpose: closes the connection and stops reconnecting until `connect()`. */
@@ -658,6 +689,12 @@ export class KoraClient {
 }
 
 /** Creates a client; it loads its persisted state and connects in the background (`client.ready`). */
+/** A mutation within the size limit (the server measures the same JSON). */
+function checked(m: Mutation, limits: Limits): Mutation {
+  checkMutationSize({ merge: m.merge, delete: m.delete }, limits);
+  return m;
+}
+
 export function createClient(options: ClientOptions): KoraClient {
   return new KoraClient(options);
 }

@@ -12,11 +12,20 @@ export function fileStorage(dir: string): ClientStorage {
   const file = (key: string) => join(dir, `${encodeURIComponent(key)}.json`);
   return {
     async get(key) {
+      let text: string;
       try {
-        return parseStored(await readFile(file(key), "utf8"));
+        text = await readFile(file(key), "utf8");
       } catch (error) {
         if ((error as { code?: string }).code === "ENOENT") return undefined;
         throw error;
+      }
+      try {
+        return parseStored(text);
+      } catch (error) {
+        // Never start over silently: the file may hold unsent writes.
+        throw new Error(
+          `${file(key)} is not valid JSON (${(error as Error).message}); the client's stored state is damaged. Move the file away to start without it.`,
+        );
       }
     },
     set(key, value) {

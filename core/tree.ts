@@ -156,6 +156,7 @@ function checkOpaque(value: Json, path: Path, nesting: number): void {
     if (!Number.isFinite(value)) throw badInput(`number at path ${showPath(path)} is not finite`, path);
   } else if (Array.isArray(value)) checkArray(value, path, nesting + 1);
   else if (value !== null && typeof value === "object") {
+    checkPlainObject(value, path);
     if (nesting + 1 > MAX_ARRAY_NESTING) {
       throw badInput(`array at path ${showPath(path)} is nested more than ${MAX_ARRAY_NESTING} levels deep`, path);
     }
@@ -166,6 +167,17 @@ function checkOpaque(value: Json, path: Path, nesting: number): void {
   } else if (value !== null && typeof value !== "boolean") {
     throw badInput(`value at path ${showPath(path)} is not JSON`, path);
   }
+}
+
+/**
+ * Only plain objects are JSON objects. A Date, Map, class instance or typed array has no own
+ * enumerable keys worth storing (a Date would silently merge nothing), so it is refused by name.
+ */
+function checkPlainObject(value: object, path: Path): void {
+  const proto = Object.getPrototypeOf(value);
+  if (proto === Object.prototype || proto === null) return;
+  const name = (proto as { constructor?: { name?: unknown } }).constructor?.name;
+  throw badInput(`value at path ${showPath(path)} is a ${typeof name === "string" && name ? name : "non-plain object"}, not a JSON object`, path);
 }
 
 /**
@@ -197,6 +209,7 @@ export function normalizeValue(value: unknown, path: Path, limits: Limits = DEFA
       if (!Number.isFinite(value)) throw badInput(`number at path ${showPath(path)} is not finite`, path);
       return value;
     case "object": {
+      checkPlainObject(value as object, path);
       let out: Tree | undefined;
       for (const key of Object.keys(value)) {
         if (path.length >= limits.maxDepth) tooDeep(path, limits);

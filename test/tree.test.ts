@@ -291,6 +291,15 @@ describe("leaves, null and arrays", () => {
     badInput(() => mutation({ merge: { a: 1n } }));
     badInput(() => mutation({ merge: { a: undefined } }));
   });
+
+  it("rejects objects that are not plain (a Date would otherwise merge nothing), by name", () => {
+    expect(() => mergeAt(["a"], new Date(0))).toThrow(/is a Date, not a JSON object/);
+    badInput(() => mutation({ merge: { a: new Map([["k", 1]]) } }));
+    badInput(() => mutation({ merge: { a: [1, new Uint8Array(2)] } }));
+    badInput(() => mutation({ merge: new (class Point {})() }));
+    // Plain and null-prototype objects are JSON objects.
+    expect(mergeAt(["a"], Object.assign(Object.create(null), { b: 1 })).merge).toEqual({ a: { b: 1 } });
+  });
 });
 
 describe("the root", () => {
