@@ -10,26 +10,31 @@ import { pino } from "pino";
 import { createStoreFromEnv } from "../core/store/index.ts";
 import { loadConfig, prepareConfig } from "./config.ts";
 import { startKora } from "./index.ts";
+import { type EnvSettings, settingsFromEnv } from "./settings.ts";
 
-const log = pino({ level: process.env.LOG_LEVEL ?? "info" });
+let env: EnvSettings;
+try {
+  env = settingsFromEnv();
+} catch (error) {
+  console.error(`Kora failed to start: ${(error as Error).message}`);
+  process.exit(1);
+}
+const log = pino({ level: env.logLevel });
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({ options: { config: { type: "string" } }, allowPositionals: false });
-  // Config and rules first: a mistake in them fails start-up before any store is opened.
-  const loaded = await loadConfig(args.config ?? (process.env.KORA_CONFIG || undefined));
+  // Environment (above), config and rules first: a mistake fails start-up before any store opens.
+  const loaded = await loadConfig(args.config ?? env.config);
   if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
   const prepared = prepareConfig(loaded, log);
   const { config } = loaded;
-  const databaseUrl = process.env.DATABASE_URL || undefined;
-  const dataDir = process.env.KORA_DATA_DIR || "./.kora";
-  const store = await createStoreFromEnv({ databaseUrl, dataDir, schema: process.env.KORA_SCHEMA || "kora" });
-  const maxMutationBytes = process.env.KORA_MAX_MUTATION_BYTES ? Number(process.env.KORA_MAX_MUTATION_BYTES) : undefined;
-  const limits = { ...config.limits, ...(maxMutationBytes ? { maxMutationBytes } : {}) };
+  const store = await createStoreFromEnv({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, schema: env.schema });
+  const limits = { ...config.limits, ...env.limits };
   const kora = await startKora({
     store,
     log,
-    port: process.env.PORT ? Number(process.env.PORT) : 4000,
-    ...(process.env.HOST ? { host: process.env.HOST } : {}),
+    port: env.port,
+    ...(env.host ? { host: env.host } : {}),
     limits,
     interceptors: prepared.interceptors,
     authenticate: prepared.authenticate,

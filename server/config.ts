@@ -13,6 +13,7 @@ import { type RulesEngine, createRulesEngine } from "../interceptors/rules.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, type Authenticator, createAuthenticator } from "./auth.ts";
 import type { DocumentLimits } from "./limits.ts";
+import { checkConfig } from "./settings.ts";
 
 export interface KoraConfig {
   /** Server-side logic, run in this order after the rules (docs/interceptors.md). */
@@ -69,7 +70,7 @@ export async function loadConfig(path: string | undefined, cwd = process.cwd()):
   if (!config || typeof config !== "object") {
     throw new Error(`config file ${file} must default-export defineConfig({...}); its default export is ${typeof config}`);
   }
-  return { config: config as KoraConfig, file, dir: dirname(file) };
+  return { config: checkConfig(config, `config file ${file}`), file, dir: dirname(file) };
 }
 
 export interface PreparedConfig {
