@@ -4,7 +4,9 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isKoraError } from "../core/errors.ts";
-import type { ChangeFeed, Store } from "../core/store.ts";
+import { createGateway } from "../core/gateway.ts";
+import { formatStamp } from "../core/hlc.ts";
+import type { ChangeFeed, Store, WriteContext } from "../core/store.ts";
 import { createPostgresStore } from "../core/store/index.ts";
 import { MIGRATIONS } from "../core/store/migrations.ts";
 import { listenerName } from "../core/store/postgres.ts";
@@ -277,6 +279,91 @@ describe.each(storeTargets())("store conformance on $name", (target) => {
     hold.open();
     expect((await Promise.all([first, a, b])).map((r) => r.version)).toEqual([1, 2, 3]);
     expect(await get(["r", "seen"])).toBe("a,first");
+  });
+
+  it("builds of one batch run concurrently but end as if run one after the other", async () => {
+    const hold = gate();
+    const first = store.commit(async () => {
+      await hold.opened; // everything below queues meanwhile and goes in one batch
+      return mergeAt(["s", "w"], 0);
+    });
+    const runs = { t: 0 };
+    const num = async (tx: WriteContext, path: string[]) => ((await tx.read(path)) as number | undefined) ?? -1;
+    const outcomes = Promise.allSettled([
+      store.commit(async (tx) => mergeAt(["s", "x"], (await num(tx, ["s", "w"])) + 1)), // 1
+      store.commit(async (tx) => mergeAt(["s", "y"], (await num(tx, ["s", "x"])) + 1)), // 2: sees x
+      store.commit(async (tx) => {
+        // Rejects unless it sees y: a rejection on a stale view would be wrong.
+        const y = await num(tx, ["s", "y"]);
+        if (y < 0) throw new Error("y not seen");
+        return mergeAt(["s", "z"], y + 1);
+      }),
+      commit(deleteAt(["s", "x"])),
+      store.commit(async (tx) => mergeAt(["seen", "s"], Object.keys(((await tx.read(["s"])) ?? {}) as object).sort().join(","))),
+      store.commit(async (tx) => mergeAt(["seen", "first"], Object.keys(((await tx.read(["s"], { limit: 1 })) ?? {}) as object).join(","))),
+      store.commit(async (tx) => {
+        runs.t++;
+        return mergeAt(["t", "ok"], (await tx.read(["t"])) === undefined);
+      }),
+      commit({ merge: Object.assign(Object.create(null), { e: Object.create(null) }), delete: Object.create(null) }),
+      store.commit(async (tx) => mergeAt(["seen", "e"], (await tx.read(["e"])) === undefined)),
+    ]);
+    hold.open();
+    await first;
+    const settled = await outcomes;
+    expect(settled.map((o) => o.status)).toEqual(Array(9).fill("fulfilled"));
+    expect(await get(["s"])).toEqual({ w: 0, y: 2, z: 3 });
+    expect(await get(["seen"])).toEqual({ s: "w,y,z", first: "w", e: true });
+    expect(await get(["t"])).toEqual({ ok: true });
+    expect(runs.t).toBe(1); // nothing it read changed: it ran once
+    expect((await store.changes(0, 20)).map((c) => c.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it("in one batch, stamps and write ids behave as in separate transactions", async () => {
+    const gateway = await createGateway({ store, retention: { intervalMs: 0 } });
+    const caller = { auth: null, internal: false };
+    const hold = gate();
+    const first = gateway.commit(async () => {
+      await hold.opened;
+      return mergeAt(["h"], 1);
+    });
+    const now = Date.now();
+    const future = formatStamp(now + 30_000, 0, "fast"); // within maxDriftMs: kept
+    // Later than the store's clock when the batch starts, earlier than the write before it.
+    const earlier = formatStamp(now + 10_000, 0, "slow");
+    const results = Promise.all([
+      gateway.commit(mergeAt(["l", "a"], "future"), caller, { ts: future, writeId: "w-1" }),
+      gateway.commit(mergeAt(["l", "a"], "earlier"), caller, { ts: earlier }), // loses to the future stamp
+      gateway.commit(mergeAt(["l", "b"], "earlier"), caller, { ts: earlier }), // nothing newer: wins
+      gateway.commit(mergeAt(["l", "c"], "server"), caller), // server stamp: later than everything
+    ]);
+    hold.open();
+    await first;
+    const [fut, early, b, c] = await results;
+    expect(fut?.ts).toBe(future);
+    expect(early?.empty).toBe(true);
+    expect(b?.empty).toBe(false);
+    expect((c?.ts as string) > future).toBe(true);
+    expect(await get(["l"])).toEqual({ a: "future", b: "earlier", c: "server" });
+    // A retry of a write id in the same batch as the write is answered with its result.
+    const hold2 = gate();
+    const second = gateway.commit(async () => {
+      await hold2.opened;
+      return mergeAt(["h"], 2);
+    });
+    const retries = Promise.all([
+      gateway.commit(mergeAt(["l", "d"], "once"), caller, { writeId: "w-2" }),
+      gateway.commit(mergeAt(["l", "d"], "twice"), caller, { writeId: "w-2" }),
+      gateway.commit(mergeAt(["l", "a"], "server"), caller),
+    ]);
+    hold2.open();
+    await second;
+    const [once, twice, a] = await retries;
+    expect(twice?.replayed).toBe(true);
+    expect(twice?.version).toBe(once?.version);
+    expect((a?.ts as string) > future).toBe(true);
+    expect(await get(["l"])).toEqual({ a: "server", b: "earlier", c: "server", d: "once" });
+    await gateway.close();
   });
 
   it("announces commits on its feed", async () => {

@@ -19,7 +19,7 @@ import type {
   WriteStamps,
 } from "../store.ts";
 import type { StampEntries, StampQuery } from "../lww.ts";
-import { isEmptyMutation, isTree } from "../tree.ts";
+import { applyMutation, emptyTree, getNode, inflate, isEmptyMutation, isTree, restrict } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
 import { encodePath, keysBelow, upperBound } from "./encoding.ts";
@@ -74,6 +74,45 @@ export interface SqlStoreOptions {
   maxBatch?: number;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
+}
+
+/**
+ * The value at `path`, given `value` read there while the database held `mutations[0..from)`,
+ * once `mutations[from..to)` apply too: how a build sees its batch's earlier writes unflushed.
+ */
+export function overlay(value: Node | undefined, path: Path, mutations: readonly Mutation[], from: number, to: number): Node | undefined {
+  let tree: Tree | undefined;
+  for (let j = from; j < to; j++) {
+    const part = restrict(mutations[j] as Mutation, path);
+    if (!part) continue;
+    tree ??= value === undefined ? emptyTree() : path.length === 0 ? (isTree(value) ? value : emptyTree()) : (inflate(path, value) as Tree);
+    tree = applyMutation(tree, part);
+  }
+  return tree === undefined ? value : withoutEmpty(getNode(tree, path));
+}
+
+/** Objects have no rows: an empty object (a builder may merge one) reads as nothing. */
+function withoutEmpty(node: Node | undefined): Node | undefined {
+  if (!isTree(node)) return node;
+  let out: Tree | undefined;
+  let any = false;
+  for (const key in node) {
+    const child = node[key] as Node;
+    const kept = withoutEmpty(child);
+    if (kept !== child) {
+      out ??= Object.assign(emptyTree(), node);
+      if (kept === undefined) delete out[key];
+      else out[key] = kept;
+    }
+    if (kept !== undefined) any = true;
+  }
+  return any ? (out ?? node) : undefined;
+}
+
+/** Whether any of `mutations[from..]` writes at, below or above `path`. */
+function touchedSince(mutations: readonly Mutation[], from: number, path: Path): boolean {
+  for (let j = from; j < mutations.length; j++) if (restrict(mutations[j] as Mutation, path)) return true;
+  return false;
 }
 
 /** Flattens a mutation into the statements' parameter arrays. */
@@ -331,6 +370,15 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return r ? { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined } : undefined;
   }
 
+  async function priorWrites(q: Queryable, writeIds: string[]) {
+    const rows = await q.query<{ w: string; v: string; m: string; ts: string | null }>(
+      `SELECT write_id AS w, version::text AS v, mutation::text AS m, ts FROM ${s}.changes WHERE write_id = ANY($1::text[])`,
+      [writeIds],
+    );
+    const found = new Map(rows.map((r) => [r.w, { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined }]));
+    return writeIds.map((w) => found.get(w));
+  }
+
   async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
     await tx.query(
       `INSERT INTO ${s}.effects (version, interceptor, payload, max_attempts)
@@ -413,72 +461,16 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   async function runBatch(items: Item[]): Promise<void> {
     const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
     let last: Version = 0;
+    // Once the transaction is over, a build still running (its batch failed) must not touch the
+    // connection, which may already serve another transaction.
+    let open = true;
     try {
       await db.transaction(async (tx) => {
-        // Lock the counter first: writers everywhere serialize here, so version N+1 can never
-        // become visible before version N (docs/storage.md).
-        const rows = await tx.query<{ version: string; clock: string | null }>(
-          `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`,
-        );
-        let version = Number(rows[0]?.version ?? 0);
-        let clock: string | undefined = rows[0]?.clock ?? undefined;
-        const start = version;
-        // Writes wait in `pending` and go in one round trip, unless a build reads: then what is
-        // pending goes first, so reads see earlier mutations of the batch.
-        let pending: Planned[] = [];
-        const read = async (path: Path, readOptions?: ReadOptions) => {
-          if (pending.length > 0) {
-            await flush(tx, pending, null);
-            pending = [];
-          }
-          return (await readWith(tx, [{ path, options: readOptions }])).values[0];
-        };
-        const flushed = async () => {
-          if (pending.length > 0) {
-            await flush(tx, pending, null);
-            pending = [];
-          }
-          return tx;
-        };
-        for (const item of items) {
-          const tasks: OutboxTaskInput[] = [];
-          let mutation: Mutation;
-          let rec: WriteRecord | undefined;
-          const stamps: WriteStamps = {
-            clock,
-            read: async (query) => readStamps(await flushed(), query),
-            prior: async (writeId) => priorWrite(await flushed(), writeId),
-            record(r) {
-              rec = r;
-            },
-          };
-          try {
-            // A build that throws has written nothing yet: only its own outcome fails.
-            mutation = await item.build({ read, enqueue: (task) => tasks.push(task), stamps } satisfies WriteContext);
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-            continue;
-          }
-          const record = rec as WriteRecord | undefined;
-          if (record?.replay) {
-            const { version: v, mutation: m, ts } = record.replay;
-            outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
-            continue;
-          }
-          if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
-          if (isEmptyMutation(mutation)) {
-            if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
-            outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
-          } else {
-            version += 1;
-            pending.push(planned(mutation, version, record));
-            outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
-          }
-          if (tasks.length > 0) await insertTasks(tx, version, tasks);
+        try {
+          last = await batchIn(tx, items, outcomes, () => open);
+        } finally {
+          open = false;
         }
-        // The notice is a hint for other processes, delivered at commit in commit order.
-        await flush(tx, pending, version !== start ? version : null);
-        last = version;
       });
     } catch (error) {
       if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
@@ -499,6 +491,200 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       else if (o.ok) item.resolve(o.result);
       else item.reject(o.error);
     });
+  }
+
+  /** Runs a batch's builds and writes inside its transaction; returns the last version. */
+  async function batchIn(
+    tx: Queryable,
+    items: Item[],
+    outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[],
+    isOpen: () => boolean,
+  ): Promise<Version> {
+    // Lock the counter first: writers everywhere serialize here, so version N+1 can never become
+    // visible before version N (docs/storage.md).
+    const rows = await tx.query<{ version: string; clock: string | null }>(
+      `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`,
+    );
+    let version = Number(rows[0]?.version ?? 0);
+    let clock: string | undefined = rows[0]?.clock ?? undefined;
+    const start = version;
+
+    // Every statement of the batch goes through `serial`, in call order, so a read knows exactly
+    // which of the batch's writes the database already holds when it runs.
+    let queueTail: Promise<unknown> = Promise.resolve();
+    const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+      const run = queueTail.then(() => (isOpen() ? fn() : Promise.reject(new Error("the write transaction is over"))));
+      queueTail = run.catch(() => {});
+      return run;
+    };
+    // Writes wait in `pending` and go in one round trip at the end. `applied` holds the batch's
+    // mutations in commit order; the first `flushedCount` of them are in the database.
+    let pending: Planned[] = [];
+    const applied: Mutation[] = [];
+    const writeIds = new Set<string>();
+    let flushedCount = 0;
+    const flushPending = () =>
+      serial(async () => {
+        if (pending.length === 0) return;
+        const batch = pending;
+        pending = [];
+        flushedCount = applied.length;
+        await flush(tx, batch, null);
+      });
+
+    // The reads of all builds waiting at the same moment go in one statement.
+    type Waiting<R, T> = { req: R; resolve: (v: T) => void; reject: (e: unknown) => void };
+    const loader = <R, T>(load: (reqs: R[]) => Promise<T[]>) => {
+      let queue: Waiting<R, T>[] = [];
+      const run = () => {
+        const batch = queue;
+        queue = [];
+        serial(() => load(batch.map((w) => w.req))).then(
+          (values) => batch.forEach((w, i) => w.resolve(values[i] as T)),
+          (error: unknown) => {
+            for (const w of batch) w.reject(error);
+          },
+        );
+      };
+      return (req: R) =>
+        new Promise<T>((resolve, reject) => {
+          if (queue.length === 0) setImmediate(run);
+          queue.push({ req, resolve, reject });
+        });
+    };
+    const readCommitted = loader<ReadRequest, { value: Node | undefined; epoch: number }>(async (reqs) => {
+      const epoch = flushedCount;
+      const { values } = await readWith(tx, reqs);
+      return values.map((value) => ({ value, epoch }));
+    });
+    const readPrior = loader<string, Awaited<ReturnType<typeof priorWrite>>>((ids) => priorWrites(tx, ids));
+
+    // Builds run concurrently (their reads share round trips), then are taken in order. A build
+    // sees committed data plus the batch's mutations taken before its read returned, overlaid in
+    // memory (no flush). At its turn, a build that saw something a mutation taken since then
+    // writes (or whose clock or write id it changes) runs again, alone, seeing all of them: the
+    // outcome is that of running the builds one after the other. Stamp reads, write-id lookups
+    // after a write of the batch with that id, and reads with options wait for the build's turn
+    // and flush the batch's writes first.
+    interface Run {
+      exclusive: boolean;
+      /** Reads answered with `applied` up to `upTo`: still valid while later mutations miss `path`. */
+      reads: { path: Path; upTo: number }[];
+      priorIds: string[];
+      stampsRead: boolean;
+      tasks: OutboxTaskInput[];
+      rec: WriteRecord | undefined;
+      result: Promise<{ ok: true; mutation: Mutation } | { ok: false; error: unknown }>;
+    }
+    const turns: (() => void)[] = [];
+    const turnOf = items.map(
+      (_x, i) =>
+        new Promise<void>((resolve) => {
+          turns[i] = resolve;
+        }),
+    );
+    const startRun = (item: Item, i: number, exclusive: boolean): Run => {
+      const run: Omit<Run, "result"> = { exclusive, reads: [], priorIds: [], stampsRead: false, tasks: [], rec: undefined };
+      const inTurn = async () => {
+        await turnOf[i];
+        run.exclusive = true;
+        await flushPending();
+      };
+      const read = async (path: Path, readOptions?: ReadOptions) => {
+        if (readOptions && Object.keys(readOptions).length > 0) {
+          // A selection (min, max, limit) cannot be overlaid in memory: read it flushed.
+          await inTurn();
+          const { values } = await serial(() => readWith(tx, [{ path, options: readOptions }]));
+          run.reads.push({ path, upTo: applied.length });
+          return values[0];
+        }
+        const { value, epoch } = await readCommitted({ path });
+        const upTo = applied.length;
+        run.reads.push({ path, upTo });
+        return overlay(value, path, applied, epoch, upTo);
+      };
+      const stamps: WriteStamps = {
+        clock,
+        read: async (query) => {
+          await inTurn();
+          run.stampsRead = true;
+          return serial(() => readStamps(tx, query));
+        },
+        prior: async (writeId) => {
+          if (run.exclusive || writeIds.has(writeId)) {
+            await inTurn();
+            return serial(() => priorWrite(tx, writeId));
+          }
+          run.priorIds.push(writeId);
+          return readPrior(writeId);
+        },
+        record(r) {
+          run.rec = r;
+        },
+      };
+      const result = (async () => {
+        try {
+          // A build that throws has written nothing: only its own outcome fails.
+          const mutation = await item.build({ read, enqueue: (task) => run.tasks.push(task), stamps } satisfies WriteContext);
+          return { ok: true as const, mutation };
+        } catch (error) {
+          return { ok: false as const, error };
+        }
+      })();
+      return Object.assign(run, { result });
+    };
+    /** Whether what `run` saw is what it would see now, with every earlier build taken. */
+    const stillValid = (run: Run): boolean => {
+      // (Reads made in its turn saw every earlier mutation: none was taken since.)
+      for (const r of run.reads) if (touchedSince(applied, r.upTo, r.path)) return false;
+      for (const id of run.priorIds) if (writeIds.has(id)) return false;
+      const rec = run.rec;
+      // A build that did not resolve against stamps assumed it is newer than every stamp.
+      if (rec && !rec.replay && !run.stampsRead && clock !== undefined && !(rec.ts > clock)) return false;
+      return true;
+    };
+
+    const runs = items.map((item, i) => startRun(item, i, false));
+    for (let i = 0; i < items.length; i++) {
+      const item = items[i] as Item;
+      (turns[i] as () => void)();
+      let run = runs[i] as Run;
+      let outcome = await run.result;
+      if (!stillValid(run)) {
+        run = startRun(item, i, true);
+        outcome = await run.result;
+      }
+      if (!outcome.ok) {
+        outcomes.push({ ok: false, error: outcome.error });
+        continue;
+      }
+      const mutation = outcome.mutation;
+      const record = run.rec;
+      if (record?.replay) {
+        const { version: v, mutation: m, ts } = record.replay;
+        outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
+        continue;
+      }
+      if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
+      if (record?.writeId !== undefined) writeIds.add(record.writeId);
+      if (isEmptyMutation(mutation)) {
+        if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
+        outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
+      } else {
+        version += 1;
+        pending.push(planned(mutation, version, record));
+        applied.push(mutation);
+        outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
+      }
+      const tasks = run.tasks;
+      const at = version;
+      if (tasks.length > 0) await serial(() => insertTasks(tx, at, tasks));
+    }
+    // The notice is a hint for other processes, delivered at commit in commit order.
+    const rest = pending;
+    pending = [];
+    await serial(() => flush(tx, rest, version !== start ? version : null));
+    return version;
   }
 
   return {
