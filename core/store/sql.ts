@@ -540,7 +540,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         const batch = queue;
         queue = [];
         serial(() => load(batch.map((w) => w.req))).then(
-          (values) => batch.forEach((w, i) => w.resolve(values[i] as T)),
+          (values) => {
+            batch.forEach((w, i) => {
+              w.resolve(values[i] as T);
+            });
+          },
           (error: unknown) => {
             for (const w of batch) w.reject(error);
           },
