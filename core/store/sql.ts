@@ -72,6 +72,11 @@ export interface SqlStoreOptions {
   remoteFeed?: ChangeFeed;
   /** Most mutations committed in one transaction. Default 256. */
   maxBatch?: number;
+  /**
+   * Start the next batch while the previous one commits (a driver with several connections).
+   * Default false.
+   */
+  overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
 }
@@ -444,34 +449,53 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   };
 
   // Group commit: calls arriving while a transaction runs wait and go together in the next one.
+  // With `overlap`, the next batch starts once the current one has sent its writes and waits for
+  // its COMMIT: its BEGIN and lock request then wait in the database instead of behind a round
+  // trip here, and it takes the lock the moment the COMMIT releases it. Versions stay in lock
+  // order. At most two batches are in flight: one building, one committing.
   const queue: Item[] = [];
-  let running: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+  let building = false;
   let closed = false;
   let closing: Promise<void> | undefined;
   const channel = channelFor(options.schema);
+  const maxInFlight = options.overlap ? 2 : 1;
 
   function kick(): void {
-    if (running || queue.length === 0) return;
-    running = runBatch(queue.splice(0, maxBatch)).finally(() => {
-      running = undefined;
+    if (building || queue.length === 0 || inFlight.size >= maxInFlight) return;
+    building = true;
+    let built = false;
+    const onBuilt = () => {
+      if (built) return;
+      built = true;
+      building = false;
+      kick();
+    };
+    const batch = runBatch(queue.splice(0, maxBatch), onBuilt).finally(() => {
+      inFlight.delete(batch);
+      onBuilt();
       kick();
     });
+    inFlight.add(batch);
   }
 
-  async function runBatch(items: Item[]): Promise<void> {
+  async function runBatch(items: Item[], onBuilt: () => void = () => {}): Promise<void> {
     const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
     let last: Version = 0;
     // Once the transaction is over, a build still running (its batch failed) must not touch the
     // connection, which may already serve another transaction.
     let open = true;
     try {
-      await db.transaction(async (tx) => {
+      // Lock the counter first, in the BEGIN's round trip: writers everywhere serialize here, so
+      // version N+1 can never become visible before version N (docs/storage.md).
+      await db.transaction(async (tx, locked) => {
         try {
-          last = await batchIn(tx, items, outcomes, () => open);
+          last = await batchIn(tx, locked as { version: string; clock: string | null }[], items, outcomes, () => open);
         } finally {
           open = false;
+          onBuilt();
         }
-      });
+      }, `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
     } catch (error) {
       if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
@@ -496,15 +520,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   /** Runs a batch's builds and writes inside its transaction; returns the last version. */
   async function batchIn(
     tx: Queryable,
+    rows: { version: string; clock: string | null }[],
     items: Item[],
     outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[],
     isOpen: () => boolean,
   ): Promise<Version> {
-    // Lock the counter first: writers everywhere serialize here, so version N+1 can never become
-    // visible before version N (docs/storage.md).
-    const rows = await tx.query<{ version: string; clock: string | null }>(
-      `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`,
-    );
     let version = Number(rows[0]?.version ?? 0);
     let clock: string | undefined = rows[0]?.clock ?? undefined;
     const start = version;
@@ -752,7 +772,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       // Idempotent: the gateway and its owner may both close the store.
       closing ??= (async () => {
         closed = true;
-        while (running) await running;
+        while (inFlight.size > 0) await Promise.all(inFlight);
         unsubscribeRemote?.();
         await options.onClose?.();
       })();
