@@ -292,6 +292,30 @@ export const MIGRATIONS: Migration[] = [
       $fn$;
     `,
   },
+  {
+    version: 6,
+    name: "checked batch apply in one statement",
+    sql: (s) => `
+      -- An optimistic batch (docs/storage.md, "Group commit"): built without a transaction from
+      -- the counter and clock its process last committed, then applied by this one statement
+      -- (its own transaction) only if they are still the same under the lock. Returns false,
+      -- changing nothing, when another process committed since.
+      CREATE FUNCTION ${s}.apply_batch_if(items jsonb, expected bigint, expected_clock text, new_version bigint, channel text)
+      RETURNS boolean LANGUAGE plpgsql AS $fn$
+      DECLARE
+        cur bigint;
+        cur_clock text;
+      BEGIN
+        SELECT version, clock INTO cur, cur_clock FROM ${s}.meta WHERE id = 1 FOR UPDATE;
+        IF cur IS DISTINCT FROM expected OR cur_clock IS DISTINCT FROM expected_clock THEN
+          RETURN false;
+        END IF;
+        PERFORM ${s}.apply_batch(items, new_version, channel);
+        RETURN true;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

@@ -2,6 +2,7 @@
  * The Store over SQL, shared by server PostgreSQL and PGlite: same statements, same schema.
  * docs/storage.md explains the design; the comments here say why each step is the way it is.
  */
+import { performance } from "node:perf_hooks";
 import { KoraError } from "../errors.ts";
 import type {
   BuildMutation,
@@ -120,6 +121,9 @@ function touchedSince(mutations: readonly Mutation[], from: number, path: Path):
   return false;
 }
 
+/** Thrown inside an optimistic batch that must run again under the lock. */
+const RETRY = new Error("the batch runs again under the lock");
+
 /** Flattens a mutation into the statements' parameter arrays. */
 function plan(m: Mutation) {
   const rangeLo: string[] = [];
@@ -174,6 +178,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     for (const l of listeners) l(v);
   };
   const unsubscribeRemote = options.remoteFeed?.subscribe(emit);
+  let unsubscribeKnown: (() => void) | undefined;
   const feed: ChangeFeed = {
     subscribe(listener) {
       listeners.add(listener);
@@ -375,13 +380,16 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return r ? { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined } : undefined;
   }
 
+  /** Earlier writes with these ids, and the counter of the same snapshot. */
   async function priorWrites(q: Queryable, writeIds: string[]) {
-    const rows = await q.query<{ w: string; v: string; m: string; ts: string | null }>(
-      `SELECT write_id AS w, version::text AS v, mutation::text AS m, ts FROM ${s}.changes WHERE write_id = ANY($1::text[])`,
+    const rows = await q.query<{ at: string; w: string | null; v: string; m: string; ts: string | null }>(
+      `SELECT meta.version::text AS at, c.write_id AS w, c.version::text AS v, c.mutation::text AS m, c.ts
+         FROM ${s}.meta LEFT JOIN ${s}.changes c ON c.write_id = ANY($1::text[]) WHERE meta.id = 1`,
       [writeIds],
     );
-    const found = new Map(rows.map((r) => [r.w, { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined }]));
-    return writeIds.map((w) => found.get(w));
+    const found = new Map<string, { version: Version; mutation: Mutation; ts: string | undefined }>();
+    for (const r of rows) if (r.w !== null) found.set(r.w, { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined });
+    return { version: Number(rows[0]?.at ?? 0), values: writeIds.map((w) => found.get(w)) };
   }
 
   async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
@@ -460,9 +468,25 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   let closing: Promise<void> | undefined;
   const channel = channelFor(options.schema);
   const maxInFlight = options.overlap ? 2 : 1;
+  // The counter and clock as this process last committed them, while it believes no other
+  // process has committed since (a notice of a later version says otherwise). A batch starting
+  // alone then runs optimistically: no transaction while it builds, reads outside one checking
+  // the version, and one statement that applies it only if the counter and clock are unchanged
+  // (else it runs again under the lock).
+  let known: { version: Version; clock: string | undefined } | undefined;
+  unsubscribeKnown = options.remoteFeed?.subscribe((v) => {
+    if (known && v > known.version) known = undefined;
+  });
+
+  // After an optimistic batch had to run again, batches take the lock (overlapping) for a while.
+  let lockedUntil = 0;
 
   function kick(): void {
     if (building || queue.length === 0 || inFlight.size >= maxInFlight) return;
+    const preferOptimistic = performance.now() >= lockedUntil;
+    // Optimistic batches run alone: the next one starts from the counter this one leaves.
+    if (preferOptimistic && inFlight.size > 0) return;
+    const optimistic = preferOptimistic && known !== undefined;
     building = true;
     let built = false;
     const onBuilt = () => {
@@ -471,7 +495,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       building = false;
       kick();
     };
-    const batch = runBatch(queue.splice(0, maxBatch), onBuilt).finally(() => {
+    const batch = runBatch(queue.splice(0, maxBatch), onBuilt, optimistic).finally(() => {
       inFlight.delete(batch);
       onBuilt();
       kick();
@@ -479,24 +503,41 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     inFlight.add(batch);
   }
 
-  async function runBatch(items: Item[], onBuilt: () => void = () => {}): Promise<void> {
+  async function runBatch(items: Item[], onBuilt: () => void = () => {}, optimistic = false): Promise<void> {
     const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
-    let last: Version = 0;
+    let last: { version: Version; clock: string | undefined } = { version: 0, clock: undefined };
     // Once the transaction is over, a build still running (its batch failed) must not touch the
     // connection, which may already serve another transaction.
     let open = true;
     try {
-      // Lock the counter first, in the BEGIN's round trip: writers everywhere serialize here, so
-      // version N+1 can never become visible before version N (docs/storage.md).
-      await db.transaction(async (tx, locked) => {
+      const from = known;
+      if (optimistic && from) {
         try {
-          last = await batchIn(tx, locked as { version: string; clock: string | null }[], items, outcomes, () => open);
+          last = await batchIn(undefined, from, items, outcomes, () => open);
         } finally {
           open = false;
           onBuilt();
         }
-      }, `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+      } else {
+        // Lock the counter first, in the BEGIN's round trip: writers everywhere serialize here,
+        // so version N+1 can never become visible before version N (docs/storage.md).
+        await db.transaction(async (tx, rows) => {
+          const row = rows[0] as { version: string; clock: string | null } | undefined;
+          try {
+            last = await batchIn(tx, { version: Number(row?.version ?? 0), clock: row?.clock ?? undefined }, items, outcomes, () => open);
+          } finally {
+            open = false;
+            onBuilt();
+          }
+        }, `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+      }
     } catch (error) {
+      known = undefined;
+      if (error === RETRY) {
+        lockedUntil = performance.now() + 1000;
+        // Another process committed since (or the batch needs the lock): again, under the lock.
+        return runBatch(items, onBuilt, false);
+      }
       if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
         // only the one at fault fails (their builds run again, in fresh transactions). This
@@ -508,7 +549,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       for (const item of items) item.reject(mapSqlError(error));
       return;
     }
-    emit(last);
+    // Only a batch alone in flight knows the latest counter: one overlapping it commits after it.
+    if (inFlight.size <= 1) known = last;
+    emit(last.version);
     items.forEach((item, i) => {
       const o = outcomes[i];
       if (!o) item.reject(new Error("commit outcome missing"));
@@ -517,17 +560,28 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     });
   }
 
-  /** Runs a batch's builds and writes inside its transaction; returns the last version. */
+  /**
+   * Runs a batch's builds and writes: inside its transaction `tx` (holding the counter lock), or
+   * optimistically (`tx` undefined) from the counter and clock in `from`. Returns the counter and
+   * clock after it. Throws RETRY when an optimistic batch must run under the lock instead.
+   */
   async function batchIn(
-    tx: Queryable,
-    rows: { version: string; clock: string | null }[],
+    tx: Queryable | undefined,
+    from: { version: Version; clock: string | undefined },
     items: Item[],
     outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[],
     isOpen: () => boolean,
-  ): Promise<Version> {
-    let version = Number(rows[0]?.version ?? 0);
-    let clock: string | undefined = rows[0]?.clock ?? undefined;
+  ): Promise<{ version: Version; clock: string | undefined }> {
+    let { version, clock } = from;
     const start = version;
+    const startClock = clock;
+    const q: Queryable = tx ?? db;
+    let aborted = false;
+    /** Optimistic only: what the build needs cannot be had without the lock (or changed). */
+    const retry = (): never => {
+      aborted = true;
+      throw RETRY;
+    };
 
     // Every statement of the batch goes through `serial`, in call order, so a read knows exactly
     // which of the batch's writes the database already holds when it runs.
@@ -549,7 +603,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         const batch = pending;
         pending = [];
         flushedCount = applied.length;
-        await flush(tx, batch, null);
+        await flush(q, batch, null);
       });
 
     // The reads of all builds waiting at the same moment go in one statement.
@@ -578,10 +632,16 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     };
     const readCommitted = loader<ReadRequest, { value: Node | undefined; epoch: number }>(async (reqs) => {
       const epoch = flushedCount;
-      const { values } = await readWith(tx, reqs);
-      return values.map((value) => ({ value, epoch }));
+      const read = await readWith(q, reqs);
+      // Outside a transaction, the data must be that of the counter the batch started from.
+      if (!tx && read.version !== start) retry();
+      return read.values.map((value) => ({ value, epoch }));
     });
-    const readPrior = loader<string, Awaited<ReturnType<typeof priorWrite>>>((ids) => priorWrites(tx, ids));
+    const readPrior = loader<string, Awaited<ReturnType<typeof priorWrite>>>(async (ids) => {
+      const found = await priorWrites(q, ids);
+      if (!tx && found.version !== start) retry();
+      return found.values;
+    });
 
     // Builds run concurrently (their reads share round trips), then are taken in order. A build
     // sees committed data plus the batch's mutations taken before its read returned, overlaid in
@@ -610,7 +670,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     const startRun = (item: Item, i: number, exclusive: boolean): Run => {
       const run: Omit<Run, "result"> = { exclusive, reads: [], priorIds: [], stampsRead: false, tasks: [], rec: undefined };
       const inTurn = async () => {
+        if (!tx) retry();
         await turnOf[i];
+        if (aborted) throw RETRY;
         run.exclusive = true;
         await flushPending();
       };
@@ -618,7 +680,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         if (readOptions && Object.keys(readOptions).length > 0) {
           // A selection (min, max, limit) cannot be overlaid in memory: read it flushed.
           await inTurn();
-          const { values } = await serial(() => readWith(tx, [{ path, options: readOptions }]));
+          const { values } = await serial(() => readWith(q, [{ path, options: readOptions }]));
           run.reads.push({ path, upTo: applied.length });
           return values[0];
         }
@@ -632,12 +694,12 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         read: async (query) => {
           await inTurn();
           run.stampsRead = true;
-          return serial(() => readStamps(tx, query));
+          return serial(() => readStamps(q, query));
         },
         prior: async (writeId) => {
           if (run.exclusive || writeIds.has(writeId)) {
             await inTurn();
-            return serial(() => priorWrite(tx, writeId));
+            return serial(() => priorWrite(q, writeId));
           }
           run.priorIds.push(writeId);
           return readPrior(writeId);
@@ -669,14 +731,25 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     };
 
     const runs = items.map((item, i) => startRun(item, i, false));
+    try {
+      return await takeInOrder(runs);
+    } finally {
+      // Builds still waiting for a turn after a failure end (their statements are refused).
+      aborted = true;
+      for (const turn of turns) turn();
+    }
+
+    async function takeInOrder(runs: Run[]) {
     for (let i = 0; i < items.length; i++) {
       const item = items[i] as Item;
       (turns[i] as () => void)();
       let run = runs[i] as Run;
       let outcome = await run.result;
+      if (aborted) throw RETRY;
       if (!stillValid(run)) {
         run = startRun(item, i, true);
         outcome = await run.result;
+        if (aborted) throw RETRY;
       }
       if (!outcome.ok) {
         outcomes.push({ ok: false, error: outcome.error });
@@ -702,13 +775,38 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       }
       const tasks = run.tasks;
       const at = version;
-      if (tasks.length > 0) await serial(() => insertTasks(tx, at, tasks));
+      if (tasks.length > 0) {
+        if (!tx) retry(); // (tasks go in the batch's transaction)
+        await serial(() => insertTasks(q, at, tasks));
+      }
     }
     // The notice is a hint for other processes, delivered at commit in commit order.
     const rest = pending;
     pending = [];
-    await serial(() => flush(tx, rest, version !== start ? version : null));
-    return version;
+    const newVersion = version !== start ? version : null;
+    if (tx) await serial(() => flush(tx, rest, newVersion));
+    else if (rest.length > 0) {
+      // One statement, its own transaction: it takes the lock, checks that the counter and
+      // clock are still those the batch started from, and applies it (or changes nothing).
+      let applied: boolean;
+      try {
+        const rows = await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
+          JSON.stringify(rest),
+          start,
+          startClock ?? null,
+          newVersion,
+          channel,
+        ]);
+        applied = rows[0]?.ok === true;
+      } catch (error) {
+        // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
+        // connection broke) leaves the outcome unknown.
+        throw typeof (error as { code?: unknown }).code === "string" ? error : new CommitOutcomeUnknown(error);
+      }
+      if (!applied) retry();
+    }
+    return { version, clock };
+    }
   }
 
   return {
@@ -774,6 +872,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         closed = true;
         while (inFlight.size > 0) await Promise.all(inFlight);
         unsubscribeRemote?.();
+        unsubscribeKnown?.();
         await options.onClose?.();
       })();
       return closing;
