@@ -740,72 +740,72 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     }
 
     async function takeInOrder(runs: Run[]) {
-    for (let i = 0; i < items.length; i++) {
-      const item = items[i] as Item;
-      (turns[i] as () => void)();
-      let run = runs[i] as Run;
-      let outcome = await run.result;
-      if (aborted) throw RETRY;
-      if (!stillValid(run)) {
-        run = startRun(item, i, true);
-        outcome = await run.result;
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i] as Item;
+        (turns[i] as () => void)();
+        let run = runs[i] as Run;
+        let outcome = await run.result;
         if (aborted) throw RETRY;
+        if (!stillValid(run)) {
+          run = startRun(item, i, true);
+          outcome = await run.result;
+          if (aborted) throw RETRY;
+        }
+        if (!outcome.ok) {
+          outcomes.push({ ok: false, error: outcome.error });
+          continue;
+        }
+        const mutation = outcome.mutation;
+        const record = run.rec;
+        if (record?.replay) {
+          const { version: v, mutation: m, ts } = record.replay;
+          outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
+          continue;
+        }
+        if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
+        if (record?.writeId !== undefined) writeIds.add(record.writeId);
+        if (isEmptyMutation(mutation)) {
+          if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
+          outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
+        } else {
+          version += 1;
+          pending.push(planned(mutation, version, record));
+          applied.push(mutation);
+          outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
+        }
+        const tasks = run.tasks;
+        const at = version;
+        if (tasks.length > 0) {
+          if (!tx) retry(); // (tasks go in the batch's transaction)
+          await serial(() => insertTasks(q, at, tasks));
+        }
       }
-      if (!outcome.ok) {
-        outcomes.push({ ok: false, error: outcome.error });
-        continue;
+      // The notice is a hint for other processes, delivered at commit in commit order.
+      const rest = pending;
+      pending = [];
+      const newVersion = version !== start ? version : null;
+      if (tx) await serial(() => flush(tx, rest, newVersion));
+      else if (rest.length > 0) {
+        // One statement, its own transaction: it takes the lock, checks that the counter and
+        // clock are still those the batch started from, and applies it (or changes nothing).
+        let done: boolean;
+        try {
+          const rows = await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
+            JSON.stringify(rest),
+            start,
+            startClock ?? null,
+            newVersion,
+            channel,
+          ]);
+          done = rows[0]?.ok === true;
+        } catch (error) {
+          // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
+          // connection broke) leaves the outcome unknown.
+          throw typeof (error as { code?: unknown }).code === "string" ? error : new CommitOutcomeUnknown(error);
+        }
+        if (!done) retry();
       }
-      const mutation = outcome.mutation;
-      const record = run.rec;
-      if (record?.replay) {
-        const { version: v, mutation: m, ts } = record.replay;
-        outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
-        continue;
-      }
-      if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
-      if (record?.writeId !== undefined) writeIds.add(record.writeId);
-      if (isEmptyMutation(mutation)) {
-        if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
-        outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
-      } else {
-        version += 1;
-        pending.push(planned(mutation, version, record));
-        applied.push(mutation);
-        outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
-      }
-      const tasks = run.tasks;
-      const at = version;
-      if (tasks.length > 0) {
-        if (!tx) retry(); // (tasks go in the batch's transaction)
-        await serial(() => insertTasks(q, at, tasks));
-      }
-    }
-    // The notice is a hint for other processes, delivered at commit in commit order.
-    const rest = pending;
-    pending = [];
-    const newVersion = version !== start ? version : null;
-    if (tx) await serial(() => flush(tx, rest, newVersion));
-    else if (rest.length > 0) {
-      // One statement, its own transaction: it takes the lock, checks that the counter and
-      // clock are still those the batch started from, and applies it (or changes nothing).
-      let applied: boolean;
-      try {
-        const rows = await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
-          JSON.stringify(rest),
-          start,
-          startClock ?? null,
-          newVersion,
-          channel,
-        ]);
-        applied = rows[0]?.ok === true;
-      } catch (error) {
-        // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
-        // connection broke) leaves the outcome unknown.
-        throw typeof (error as { code?: unknown }).code === "string" ? error : new CommitOutcomeUnknown(error);
-      }
-      if (!applied) retry();
-    }
-    return { version, clock };
+      return { version, clock };
     }
   }
 
