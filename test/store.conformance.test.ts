@@ -456,6 +456,55 @@ describe.runIf(pgTarget)("store on server PostgreSQL shared by several processes
     expect((await b.changes(0, 10)).map((c) => c.version)).toEqual([1, 2, 3]);
   });
 
+  it.each([
+    ["committed", false],
+    ["overtaken by another process", true],
+  ])("an optimistic batch may start while the one before it is applied (%s): as if one after the other", async (_how, overtaken) => {
+    await a.commit(async () => mergeAt(["x"], 0)); // `a` now knows the counter
+    const locker = await pgClient();
+    let released = false;
+    const readsBeforeRelease: boolean[] = [];
+    const inc = () =>
+      a.commit(async (tx) => {
+        const x = (await tx.read(["x"])) as number;
+        readsBeforeRelease.push(!released);
+        return mergeAt(["x"], x + 1);
+      });
+    try {
+      // Hold the counter lock: the first batch's one statement waits for it.
+      await locker.query("BEGIN");
+      await locker.query(`SELECT 1 FROM "${schema}".meta WHERE id = 1 FOR UPDATE`);
+      const first = inc();
+      for (let i = 0; i < 200; i++) {
+        await locker.query("SELECT pg_stat_clear_snapshot()"); // statistics are cached per transaction
+        const { rows } = await locker.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%apply_batch_if%'",
+        );
+        if (rows[0].n > 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const second = inc(); // builds now, reading x before the first batch is committed
+      for (let i = 0; i < 200 && readsBeforeRelease.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      if (overtaken) {
+        // Another process commits version 2 while the lock is held.
+        await locker.query(`INSERT INTO "${schema}".nodes (path, value) VALUES ($1, '100') ON CONFLICT (path) DO UPDATE SET value = '100'`, [
+          "\u0001x\u0001",
+        ]);
+        await locker.query(`INSERT INTO "${schema}".changes (version, mutation) VALUES (2, '{"merge":{"x":100},"delete":{}}')`);
+        await locker.query(`UPDATE "${schema}".meta SET version = 2 WHERE id = 1`);
+      }
+      released = true;
+      await locker.query("COMMIT");
+      const [r1, r2] = await Promise.all([first, second]);
+      expect(readsBeforeRelease.slice(0, 2)).toEqual([true, true]); // the second did not wait
+      expect((await a.read([{ path: ["x"] }])).values[0]).toBe(overtaken ? 102 : 2);
+      expect([r1.version, r2.version]).toEqual(overtaken ? [3, 4] : [2, 3]);
+      expect((await a.changes(0, 10)).map((c) => c.version)).toEqual(overtaken ? [1, 2, 3, 4] : [1, 2, 3]);
+    } finally {
+      await locker.end();
+    }
+  });
+
   it("the listener reconnects after losing its connection and announces the current version", async () => {
     await a.commit(async () => mergeAt(["l"], 1));
     const announced = heard(a.feed);

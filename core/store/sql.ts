@@ -121,6 +121,20 @@ function touchedSince(mutations: readonly Mutation[], from: number, path: Path):
   return false;
 }
 
+/** An optimistic batch being applied, as the next one starts from it. */
+interface Chain {
+  /** The counter and clock once it is committed. */
+  version: Version;
+  clock: string | undefined;
+  /** Its mutations in order, and its write ids. */
+  mutations: Mutation[];
+  /** Whether its builds read the database (so the next batch's probably will too). */
+  read: boolean;
+  writeIds: Set<string>;
+  /** Whether it was committed. */
+  settled: Promise<boolean>;
+}
+
 /** Thrown inside an optimistic batch that must run again under the lock. */
 const RETRY = new Error("the batch runs again under the lock");
 
@@ -481,12 +495,22 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   // After an optimistic batch had to run again, batches take the lock (overlapping) for a while.
   let lockedUntil = 0;
 
+  // An optimistic batch that has been built and is being applied: the next batch may start from
+  // the counter and clock it will leave, seeing its mutations in memory, and is applied after it.
+  let tail: Chain | undefined;
+
   function kick(): void {
     if (building || queue.length === 0 || inFlight.size >= maxInFlight) return;
     const preferOptimistic = performance.now() >= lockedUntil;
-    // Optimistic batches run alone: the next one starts from the counter this one leaves.
-    if (preferOptimistic && inFlight.size > 0) return;
-    const optimistic = preferOptimistic && known !== undefined;
+    let chain: Chain | undefined;
+    if (preferOptimistic && inFlight.size > 0) {
+      // Optimistic batches follow one another: wait for one that is still building (or locked).
+      // Only batches that read overlap: reads are what the overlap hides, and without them one
+      // larger batch costs the database less than two smaller ones.
+      if (!tail?.read) return;
+      chain = tail;
+    }
+    const optimistic = preferOptimistic && (chain !== undefined || known !== undefined);
     building = true;
     let built = false;
     const onBuilt = () => {
@@ -495,7 +519,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       building = false;
       kick();
     };
-    const batch = runBatch(queue.splice(0, maxBatch), onBuilt, optimistic).finally(() => {
+    const batch = runBatch(queue.splice(0, maxBatch), onBuilt, optimistic, chain).finally(() => {
       inFlight.delete(batch);
       onBuilt();
       kick();
@@ -503,19 +527,31 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     inFlight.add(batch);
   }
 
-  async function runBatch(items: Item[], onBuilt: () => void = () => {}, optimistic = false): Promise<void> {
+  async function runBatch(items: Item[], onBuilt: () => void = () => {}, optimistic = false, chain?: Chain): Promise<void> {
     const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
     let last: { version: Version; clock: string | undefined } = { version: 0, clock: undefined };
     // Once the transaction is over, a build still running (its batch failed) must not touch the
     // connection, which may already serve another transaction.
     let open = true;
     try {
-      const from = known;
+      const from = chain ?? known;
       if (optimistic && from) {
+        let settle: (applied: boolean) => void = () => {};
+        const settled = new Promise<boolean>((resolve) => {
+          settle = resolve;
+        });
         try {
-          last = await batchIn(undefined, from, items, outcomes, () => open);
+          last = await batchIn(undefined, { version: from.version, clock: from.clock }, items, outcomes, () => open, chain, (built) => {
+            tail = { ...built, settled };
+            onBuilt();
+          });
+          settle(true);
+        } catch (error) {
+          settle(false);
+          throw error;
         } finally {
           open = false;
+          if (tail?.settled === settled) tail = undefined;
           onBuilt();
         }
       } else {
@@ -571,9 +607,20 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     items: Item[],
     outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[],
     isOpen: () => boolean,
+    chain?: Chain,
+    onBuilt?: (built: Omit<Chain, "settled">) => void,
   ): Promise<{ version: Version; clock: string | undefined }> {
     let { version, clock } = from;
     const start = version;
+    // A chained batch starts from the counter the batch before it will leave; reads may come
+    // from before that batch is committed (its mutations are then overlaid) or after.
+    const prefixLen = chain?.mutations.length ?? 0;
+    /** The epoch (see `applied`) of data read at `readVersion`, outside a transaction. */
+    const epochOf = (readVersion: Version): number => {
+      if (readVersion === start) return prefixLen;
+      if (prefixLen > 0 && readVersion === start - prefixLen) return 0;
+      return retry();
+    };
     const startClock = clock;
     const q: Queryable = tx ?? db;
     let aborted = false;
@@ -594,8 +641,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     // Writes wait in `pending` and go in one round trip at the end. `applied` holds the batch's
     // mutations in commit order; the first `flushedCount` of them are in the database.
     let pending: Planned[] = [];
-    const applied: Mutation[] = [];
-    const writeIds = new Set<string>();
+    const applied: Mutation[] = chain ? [...chain.mutations] : [];
+    const writeIds = new Set<string>(chain?.writeIds);
+    const ownWriteIds = new Set<string>();
     let flushedCount = 0;
     const flushPending = () =>
       serial(async () => {
@@ -630,16 +678,18 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
           queue.push({ req, resolve, reject });
         });
     };
+    let didRead = false;
     const readCommitted = loader<ReadRequest, { value: Node | undefined; epoch: number }>(async (reqs) => {
-      const epoch = flushedCount;
+      didRead = true;
+      let epoch = flushedCount;
       const read = await readWith(q, reqs);
       // Outside a transaction, the data must be that of the counter the batch started from.
-      if (!tx && read.version !== start) retry();
+      if (!tx) epoch = epochOf(read.version);
       return read.values.map((value) => ({ value, epoch }));
     });
     const readPrior = loader<string, Awaited<ReturnType<typeof priorWrite>>>(async (ids) => {
       const found = await priorWrites(q, ids);
-      if (!tx && found.version !== start) retry();
+      if (!tx) epochOf(found.version); // (the ids of a batch before are in `writeIds`)
       return found.values;
     });
 
@@ -763,7 +813,10 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
           continue;
         }
         if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
-        if (record?.writeId !== undefined) writeIds.add(record.writeId);
+        if (record?.writeId !== undefined) {
+          writeIds.add(record.writeId);
+          ownWriteIds.add(record.writeId);
+        }
         if (isEmptyMutation(mutation)) {
           if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
           outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
@@ -784,6 +837,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       const rest = pending;
       pending = [];
       const newVersion = version !== start ? version : null;
+      if (!tx) {
+        onBuilt?.({ version, clock, mutations: applied.slice(prefixLen), writeIds: ownWriteIds, read: didRead });
+        // Everything this batch saw assumed the batch before it commits.
+        if (chain && !(await chain.settled)) retry();
+      }
       if (tx) await serial(() => flush(tx, rest, newVersion));
       else if (rest.length > 0) {
         // One statement, its own transaction: it takes the lock, checks that the counter and
