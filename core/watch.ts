@@ -82,6 +82,8 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
   const root = indexNode(undefined, "");
   let cursor: Version = 0;
   let wanted: Version = 0;
+  /** The greatest version the feed announced: committed (caughtUp may ask for a later one). */
+  let heard: Version = 0;
   let pumping: Promise<void> | undefined;
   let unsubscribe: (() => void) | undefined;
   let closed = false;
@@ -104,6 +106,13 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
   async function pump(): Promise<boolean> {
     try {
       while (!closed && cursor < wanted) {
+        if (count === 0 && heard >= wanted) {
+          // Nobody watches: dispatching to no one needs no read of the log (a write would pay
+          // one per commit). A watch registered later starts from a snapshot or its own log read.
+          cursor = wanted;
+          settleWaiters();
+          break;
+        }
         const page = await store.changes(cursor, pageSize);
         if (page.length === 0) {
           wanted = cursor; // nothing visible beyond the cursor yet; the next notice retries
@@ -227,7 +236,10 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
     async start() {
       cursor = await store.version();
       wanted = cursor;
-      unsubscribe = store.feed.subscribe(notice);
+      unsubscribe = store.feed.subscribe((version) => {
+        if (version > heard) heard = version;
+        notice(version);
+      });
     },
     async watch(path, watchOptions = {}) {
       if (closed) throw new Error("watch hub is closed");
@@ -347,9 +359,14 @@ class LiveWatch implements Watch {
     for (;;) {
       const page = await this.store.changes(after, this.pageSize);
       const first = page[0];
-      const trimmed =
-        after === since &&
-        (first ? first.version !== since + 1 : (await this.store.version()) > since);
+      if (after === since && !first && (await this.store.version()) > since) {
+        // Nothing after `since` in the log, yet a later version exists: trimmed, or committed
+        // between the two reads. Look again: only a log that still lacks since + 1 is trimmed.
+        if ((await this.store.changes(since, 1))[0]?.version === since + 1) continue;
+        this.needSnapshot = true;
+        return;
+      }
+      const trimmed = after === since && first !== undefined && first.version !== since + 1;
       if (trimmed) {
         this.needSnapshot = true; // the log no longer reaches back to `since`
         return;

@@ -107,10 +107,27 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
     return async (tx: WriteContext) => {
       const now = Date.now();
       let total = mutation;
-      const keysAt = async (p: Path) => keysOf(await tx.read(p));
-      const data = (at: Path) => tx.read(at);
+      // Committed data cannot change while this mutation is built (the store serves it under the
+      // batch's lock), so each path is read at most once per build, and a path below one already
+      // read is taken from it: several hooks and rules at the same paths cost one read.
+      const reads = new Map<string, Promise<Node | undefined>>();
+      const data = (at: Path): Promise<Node | undefined> => {
+        let key = "";
+        for (let i = 0; i <= at.length; i++) {
+          if (i > 0) key += `\u0001${at[i - 1] as string}`;
+          const cached = reads.get(key);
+          if (cached) return i === at.length ? cached : cached.then((v) => getNode(v, at.slice(i)));
+        }
+        const read = tx.read(at);
+        reads.set(key, read);
+        return read;
+      };
+      const keysAt = async (p: Path) => keysOf(await data(p));
       const newData = async (at: Path) => {
-        const current = await tx.read(at);
+        // Where the mutation replaces the whole subtree (a delete or a leaf at or above `at`),
+        // the committed value does not matter: no read.
+        if (replaces(total, at)) return getNode(total.merge, at);
+        const current = await data(at);
         const base = current === undefined ? emptyTree() : at.length === 0 ? (current as Tree) : (inflate(at, current) as Tree);
         return getNode(applyMutation(base, total), at);
       };
@@ -418,4 +435,21 @@ function forbidden(target: Path, e: Entry): KoraError {
   return new KoraError("FORBIDDEN", `reading ${showPath(target)} is not allowed (denied by ${e.name}); read a path your rules grant`, {
     path: target,
   });
+}
+
+/**
+ * Whether applying `m` leaves nothing of what was stored at `path`: a delete mark at or above it,
+ * or a leaf merged above it. (Merging a leaf AT `path` also replaces it.)
+ */
+export function replaces(m: Mutation, path: Path): boolean {
+  let del: DeleteTree | true | undefined = m.delete;
+  let merge: Node | undefined = m.merge;
+  for (let i = 0; ; i++) {
+    if (del === true) return true;
+    if (merge !== undefined && !isTree(merge)) return true;
+    if (i === path.length) return false;
+    const key = path[i] as string;
+    del = del !== undefined && has(del, key) ? del[key] : undefined;
+    merge = isTree(merge) && has(merge, key) ? merge[key] : undefined;
+  }
 }

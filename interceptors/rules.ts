@@ -24,7 +24,12 @@ export class RulesError extends Error {
   }
 }
 
-type Expr = { source: string; run: (ctx: Record<string, unknown>) => unknown; usesData: boolean };
+/**
+ * A compiled CEL expression. `usesData` / `usesNewData`: whether its text names the variable at all;
+ * when it does not, the engine reads nothing for it (a read inside the write transaction is a
+ * round trip).
+ */
+type Expr = { source: string; run: (ctx: Record<string, unknown>) => unknown; usesData: boolean; usesNewData: boolean };
 
 interface DenormalizeEntry {
   /** Segments of the target path: literal, `$capture`, or a CEL expression over `value`. */
@@ -143,7 +148,7 @@ export function parseRules(text: string, file: string): Ruleset {
         throw new RulesError(`${where(node)}: ${what} is not valid CEL: ${String(checked.error?.message ?? "").split("\n")[0]}`);
       }
       const run = ruleEnv.parse(src) as unknown as (ctx: Record<string, unknown>) => unknown;
-      return { source: src, run, usesData: /\bdata\b/.test(src) };
+      return { source: src, run, usesData: /\bdata\b/.test(src), usesNewData: /\bnewData\b/.test(src) };
     };
     for (const item of body.items) {
       const k = isScalar(item.key) ? String(item.key.value) : "";
@@ -362,7 +367,8 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
         if (!rule.write) continue;
         const captures = matchPath(rule.pattern, path);
         if (!captures) continue;
-        const extra: Record<string, unknown> = { newData: (await args.newData(path)) ?? null };
+        const extra: Record<string, unknown> = {};
+        if (rule.write.usesNewData) extra.newData = (await args.newData(path)) ?? null;
         if (rule.write.usesData) extra.data = (await args.data(path)) ?? null;
         if (holds(rule.write, ctxFor(captures, args.auth, args.now, extra))) return;
       }

@@ -4,7 +4,9 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { isKoraError } from "../core/errors.ts";
-import type { ChangeFeed, Store } from "../core/store.ts";
+import { createGateway } from "../core/gateway.ts";
+import { formatStamp } from "../core/hlc.ts";
+import type { ChangeFeed, Store, WriteContext } from "../core/store.ts";
 import { createPostgresStore } from "../core/store/index.ts";
 import { MIGRATIONS } from "../core/store/migrations.ts";
 import { listenerName } from "../core/store/postgres.ts";
@@ -279,6 +281,88 @@ describe.each(storeTargets())("store conformance on $name", (target) => {
     expect(await get(["r", "seen"])).toBe("a,first");
   });
 
+  it("builds of one batch run concurrently but end as if run one after the other", async () => {
+    const hold = gate();
+    const first = store.commit(async () => {
+      await hold.opened; // everything below queues meanwhile and goes in one batch
+      return mergeAt(["s", "w"], 0);
+    });
+    const num = async (tx: WriteContext, path: string[]) => ((await tx.read(path)) as number | undefined) ?? -1;
+    const outcomes = Promise.allSettled([
+      store.commit(async (tx) => mergeAt(["s", "x"], (await num(tx, ["s", "w"])) + 1)), // 1
+      store.commit(async (tx) => mergeAt(["s", "y"], (await num(tx, ["s", "x"])) + 1)), // 2: sees x
+      store.commit(async (tx) => {
+        // Rejects unless it sees y: a rejection on a stale view would be wrong.
+        const y = await num(tx, ["s", "y"]);
+        if (y < 0) throw new Error("y not seen");
+        return mergeAt(["s", "z"], y + 1);
+      }),
+      commit(deleteAt(["s", "x"])),
+      store.commit(async (tx) => mergeAt(["seen", "s"], Object.keys(((await tx.read(["s"])) ?? {}) as object).sort().join(","))),
+      store.commit(async (tx) => mergeAt(["seen", "first"], Object.keys(((await tx.read(["s"], { limit: 1 })) ?? {}) as object).join(","))),
+      store.commit(async (tx) => {
+        return mergeAt(["t", "ok"], (await tx.read(["t"])) === undefined);
+      }),
+      commit({ merge: Object.assign(Object.create(null), { e: Object.create(null) }), delete: Object.create(null) }),
+      store.commit(async (tx) => mergeAt(["seen", "e"], (await tx.read(["e"])) === undefined)),
+    ]);
+    hold.open();
+    await first;
+    const settled = await outcomes;
+    expect(settled.map((o) => o.status)).toEqual(Array(9).fill("fulfilled"));
+    expect(await get(["s"])).toEqual({ w: 0, y: 2, z: 3 });
+    expect(await get(["seen"])).toEqual({ s: "w,y,z", first: "w", e: true });
+    expect(await get(["t"])).toEqual({ ok: true });
+    expect((await store.changes(0, 20)).map((c) => c.version)).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9, 10]);
+  });
+
+  it("in one batch, stamps and write ids behave as in separate transactions", async () => {
+    const gateway = await createGateway({ store, retention: { intervalMs: 0 } });
+    const caller = { auth: null, internal: false };
+    const hold = gate();
+    const first = gateway.commit(async () => {
+      await hold.opened;
+      return mergeAt(["h"], 1);
+    });
+    const now = Date.now();
+    const future = formatStamp(now + 30_000, 0, "fast"); // within maxDriftMs: kept
+    // Later than the store's clock when the batch starts, earlier than the write before it.
+    const earlier = formatStamp(now + 10_000, 0, "slow");
+    const results = Promise.all([
+      gateway.commit(mergeAt(["l", "a"], "future"), caller, { ts: future, writeId: "w-1" }),
+      gateway.commit(mergeAt(["l", "a"], "earlier"), caller, { ts: earlier }), // loses to the future stamp
+      gateway.commit(mergeAt(["l", "b"], "earlier"), caller, { ts: earlier }), // nothing newer: wins
+      gateway.commit(mergeAt(["l", "c"], "server"), caller), // server stamp: later than everything
+    ]);
+    hold.open();
+    await first;
+    const [fut, early, b, c] = await results;
+    expect(fut?.ts).toBe(future);
+    expect(early?.empty).toBe(true);
+    expect(b?.empty).toBe(false);
+    expect((c?.ts as string) > future).toBe(true);
+    expect(await get(["l"])).toEqual({ a: "future", b: "earlier", c: "server" });
+    // A retry of a write id in the same batch as the write is answered with its result.
+    const hold2 = gate();
+    const second = gateway.commit(async () => {
+      await hold2.opened;
+      return mergeAt(["h"], 2);
+    });
+    const retries = Promise.all([
+      gateway.commit(mergeAt(["l", "d"], "once"), caller, { writeId: "w-2" }),
+      gateway.commit(mergeAt(["l", "d"], "twice"), caller, { writeId: "w-2" }),
+      gateway.commit(mergeAt(["l", "a"], "server"), caller),
+    ]);
+    hold2.open();
+    await second;
+    const [once, twice, a] = await retries;
+    expect(twice?.replayed).toBe(true);
+    expect(twice?.version).toBe(once?.version);
+    expect((a?.ts as string) > future).toBe(true);
+    expect(await get(["l"])).toEqual({ a: "server", b: "earlier", c: "server", d: "once" });
+    await gateway.close();
+  });
+
   it("announces commits on its feed", async () => {
     const heard = new Promise<number>((resolve) => {
       const off = store.feed.subscribe((v) => {
@@ -347,6 +431,78 @@ describe.runIf(pgTarget)("store on server PostgreSQL shared by several processes
     const versions = (await Promise.all(writes)).map((r) => r.version).sort((x, y) => x - y);
     expect(versions).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect((await b.changes(0, 100)).map((c) => c.version)).toEqual(versions);
+  });
+
+  it("a batch built without the lock that another process overtook runs again under it", async () => {
+    await a.commit(async () => mergeAt(["c"], 0)); // `a` now knows the counter: its next batch is optimistic
+    const hold = gate();
+    const readDone = gate();
+    let runs = 0;
+    const pending = a.commit(async (tx) => {
+      runs++;
+      const seen = (await tx.read(["c"])) as number;
+      if (runs === 1) {
+        readDone.open();
+        await hold.opened;
+      }
+      return mergeAt(["c"], seen + 1);
+    });
+    await readDone.opened;
+    await b.commit(async (tx) => mergeAt(["c"], ((await tx.read(["c"])) as number) + 10));
+    hold.open();
+    expect((await pending).version).toBe(3);
+    expect(runs).toBe(2);
+    expect((await a.read([{ path: ["c"] }])).values[0]).toBe(11);
+    expect((await b.changes(0, 10)).map((c) => c.version)).toEqual([1, 2, 3]);
+  });
+
+  it.each([
+    ["committed", false],
+    ["overtaken by another process", true],
+  ])("an optimistic batch may start while the one before it is applied (%s): as if one after the other", async (_how, overtaken) => {
+    await a.commit(async () => mergeAt(["x"], 0)); // `a` now knows the counter
+    const locker = await pgClient();
+    let released = false;
+    const readsBeforeRelease: boolean[] = [];
+    const inc = () =>
+      a.commit(async (tx) => {
+        const x = (await tx.read(["x"])) as number;
+        readsBeforeRelease.push(!released);
+        return mergeAt(["x"], x + 1);
+      });
+    try {
+      // Hold the counter lock: the first batch's one statement waits for it.
+      await locker.query("BEGIN");
+      await locker.query(`SELECT 1 FROM "${schema}".meta WHERE id = 1 FOR UPDATE`);
+      const first = inc();
+      for (let i = 0; i < 200; i++) {
+        await locker.query("SELECT pg_stat_clear_snapshot()"); // statistics are cached per transaction
+        const { rows } = await locker.query(
+          "SELECT count(*)::int AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%apply_batch_if%'",
+        );
+        if (rows[0].n > 0) break;
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      const second = inc(); // builds now, reading x before the first batch is committed
+      for (let i = 0; i < 200 && readsBeforeRelease.length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+      if (overtaken) {
+        // Another process commits version 2 while the lock is held.
+        await locker.query(`INSERT INTO "${schema}".nodes (path, value) VALUES ($1, '100') ON CONFLICT (path) DO UPDATE SET value = '100'`, [
+          "\u0001x\u0001",
+        ]);
+        await locker.query(`INSERT INTO "${schema}".changes (version, mutation) VALUES (2, '{"merge":{"x":100},"delete":{}}')`);
+        await locker.query(`UPDATE "${schema}".meta SET version = 2 WHERE id = 1`);
+      }
+      released = true;
+      await locker.query("COMMIT");
+      const [r1, r2] = await Promise.all([first, second]);
+      expect(readsBeforeRelease.slice(0, 2)).toEqual([true, true]); // the second did not wait
+      expect((await a.read([{ path: ["x"] }])).values[0]).toBe(overtaken ? 102 : 2);
+      expect([r1.version, r2.version]).toEqual(overtaken ? [3, 4] : [2, 3]);
+      expect((await a.changes(0, 10)).map((c) => c.version)).toEqual(overtaken ? [1, 2, 3, 4] : [1, 2, 3]);
+    } finally {
+      await locker.end();
+    }
   });
 
   it("the listener reconnects after losing its connection and announces the current version", async () => {

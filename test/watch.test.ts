@@ -29,6 +29,47 @@ describe("watch hub", () => {
     expect(hub.size).toBe(0);
   });
 
+  it("with no watch, commits cost no read of the log; a watch started later misses nothing", async () => {
+    const { store, hub, commit } = await setup();
+    let reads = 0;
+    const changes = store.changes.bind(store);
+    store.changes = (after, limit) => {
+      reads++;
+      return changes(after, limit);
+    };
+    await commit(mergeAt(["a"], 1));
+    const { version } = await commit(mergeAt(["a"], 2));
+    await hub.caughtUp(version);
+    expect(hub.cursor).toBe(2);
+    expect(reads).toBe(0);
+    const w = await hub.watch(["a"]);
+    expect(((await w.next()).value as WatchEvent).version).toBe(2);
+    await commit(mergeAt(["a"], 3));
+    const e = (await w.next()).value as WatchEvent;
+    expect(e.version).toBe(3);
+    expect(JSON.parse(JSON.stringify(e.mutation))).toEqual({ merge: { a: 3 }, delete: {} });
+    w.close();
+  });
+
+  it("resuming while a commit lands between its log read and its version read is no trimmed log", async () => {
+    const { store, hub, commit } = await setup();
+    const { version: v } = await commit(mergeAt(["a"], 1));
+    const changes = store.changes.bind(store);
+    let landed = false;
+    store.changes = async (after, limit) => {
+      const page = await changes(after, limit);
+      if (!landed) {
+        landed = true;
+        await commit(mergeAt(["a"], 2));
+      }
+      return page;
+    };
+    const w = await hub.watch(["a"], { since: v });
+    const e = (await w.next()).value as WatchEvent;
+    expect(e).toMatchObject({ version: v + 1, snapshot: false });
+    w.close();
+  });
+
   it("matches a change to watchers by walking the path index", async () => {
     const { hub, commit } = await setup();
     const paths = [[], ["a"], ["a", "b"], ["a", "b", "c"], ["a", "x"], ["z"]];

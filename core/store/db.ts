@@ -12,7 +12,11 @@ export interface Queryable {
 }
 
 export interface Db extends Queryable {
-  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs `fn` in a transaction. `first` (a statement without parameters) runs right after BEGIN,
+   * in the same round trip where the driver allows it; `fn` gets its rows.
+   */
+  transaction<T>(fn: (tx: Queryable, firstRows: Record<string, unknown>[]) => Promise<T>, first?: string): Promise<T>;
   close(): Promise<void>;
 }
 

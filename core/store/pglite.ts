@@ -41,7 +41,11 @@ export async function createPgliteStore(options: PgliteStoreOptions = {}): Promi
   const db: Db = {
     ...queryable(pglite),
     // Inside a transaction only the transaction handle may be used: PGlite has one connection.
-    transaction: (fn) => pglite.transaction((tx) => fn(queryable(tx))),
+    transaction: (fn, first) =>
+      pglite.transaction(async (tx) => {
+        const q = queryable(tx);
+        return fn(q, first === undefined ? [] : await q.query(first));
+      }),
     close: async () => {
       if (!shared) await pglite.close();
     },

@@ -125,12 +125,18 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   pool.on("error", (error) => options.onError?.(error)); // idle client errors must not crash the process
   const db: Db = {
     ...queryable(pool),
-    async transaction(fn) {
+    async transaction(fn, first) {
       const client = await pool.connect();
       let failed: Error | undefined;
       try {
-        await client.query("BEGIN");
-        const result = await fn(queryable(client));
+        let rows: Record<string, unknown>[] = [];
+        if (first === undefined) await client.query("BEGIN");
+        else {
+          // One round trip: the simple query protocol carries several statements.
+          const results = (await client.query(`BEGIN; ${first}`)) as unknown as pg.QueryResult[];
+          rows = results[results.length - 1]?.rows ?? [];
+        }
+        const result = await fn(queryable(client), rows);
         try {
           await client.query("COMMIT");
         } catch (error) {
@@ -157,6 +163,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     db,
     schema,
     kind: "postgres",
+    overlap: true,
     description: describe(options.url),
     remoteFeed: listener.feed,
     onClose: async () => {

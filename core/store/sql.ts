@@ -2,6 +2,7 @@
  * The Store over SQL, shared by server PostgreSQL and PGlite: same statements, same schema.
  * docs/storage.md explains the design; the comments here say why each step is the way it is.
  */
+import { performance } from "node:perf_hooks";
 import { KoraError } from "../errors.ts";
 import type {
   BuildMutation,
@@ -19,7 +20,7 @@ import type {
   WriteStamps,
 } from "../store.ts";
 import type { StampEntries, StampQuery } from "../lww.ts";
-import { isEmptyMutation, isTree } from "../tree.ts";
+import { applyMutation, emptyTree, getNode, inflate, isEmptyMutation, isTree, restrict } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
 import { encodePath, keysBelow, upperBound } from "./encoding.ts";
@@ -72,9 +73,70 @@ export interface SqlStoreOptions {
   remoteFeed?: ChangeFeed;
   /** Most mutations committed in one transaction. Default 256. */
   maxBatch?: number;
+  /**
+   * Start the next batch while the previous one commits (a driver with several connections).
+   * Default false.
+   */
+  overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
 }
+
+/**
+ * The value at `path`, given `value` read there while the database held `mutations[0..from)`,
+ * once `mutations[from..to)` apply too: how a build sees its batch's earlier writes unflushed.
+ */
+export function overlay(value: Node | undefined, path: Path, mutations: readonly Mutation[], from: number, to: number): Node | undefined {
+  let tree: Tree | undefined;
+  for (let j = from; j < to; j++) {
+    const part = restrict(mutations[j] as Mutation, path);
+    if (!part) continue;
+    tree ??= value === undefined ? emptyTree() : path.length === 0 ? (isTree(value) ? value : emptyTree()) : (inflate(path, value) as Tree);
+    tree = applyMutation(tree, part);
+  }
+  return tree === undefined ? value : withoutEmpty(getNode(tree, path));
+}
+
+/** Objects have no rows: an empty object (a builder may merge one) reads as nothing. */
+function withoutEmpty(node: Node | undefined): Node | undefined {
+  if (!isTree(node)) return node;
+  let out: Tree | undefined;
+  let any = false;
+  for (const key in node) {
+    const child = node[key] as Node;
+    const kept = withoutEmpty(child);
+    if (kept !== child) {
+      out ??= Object.assign(emptyTree(), node);
+      if (kept === undefined) delete out[key];
+      else out[key] = kept;
+    }
+    if (kept !== undefined) any = true;
+  }
+  return any ? (out ?? node) : undefined;
+}
+
+/** Whether any of `mutations[from..]` writes at, below or above `path`. */
+function touchedSince(mutations: readonly Mutation[], from: number, path: Path): boolean {
+  for (let j = from; j < mutations.length; j++) if (restrict(mutations[j] as Mutation, path)) return true;
+  return false;
+}
+
+/** An optimistic batch being applied, as the next one starts from it. */
+interface Chain {
+  /** The counter and clock once it is committed. */
+  version: Version;
+  clock: string | undefined;
+  /** Its mutations in order, and its write ids. */
+  mutations: Mutation[];
+  /** Whether its builds read the database (so the next batch's probably will too). */
+  read: boolean;
+  writeIds: Set<string>;
+  /** Whether it was committed. */
+  settled: Promise<boolean>;
+}
+
+/** Thrown inside an optimistic batch that must run again under the lock. */
+const RETRY = new Error("the batch runs again under the lock");
 
 /** Flattens a mutation into the statements' parameter arrays. */
 function plan(m: Mutation) {
@@ -130,6 +192,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     for (const l of listeners) l(v);
   };
   const unsubscribeRemote = options.remoteFeed?.subscribe(emit);
+  let unsubscribeKnown: (() => void) | undefined;
   const feed: ChangeFeed = {
     subscribe(listener) {
       listeners.add(listener);
@@ -331,6 +394,18 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return r ? { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined } : undefined;
   }
 
+  /** Earlier writes with these ids, and the counter of the same snapshot. */
+  async function priorWrites(q: Queryable, writeIds: string[]) {
+    const rows = await q.query<{ at: string; w: string | null; v: string; m: string; ts: string | null }>(
+      `SELECT meta.version::text AS at, c.write_id AS w, c.version::text AS v, c.mutation::text AS m, c.ts
+         FROM ${s}.meta LEFT JOIN ${s}.changes c ON c.write_id = ANY($1::text[]) WHERE meta.id = 1`,
+      [writeIds],
+    );
+    const found = new Map<string, { version: Version; mutation: Mutation; ts: string | undefined }>();
+    for (const r of rows) if (r.w !== null) found.set(r.w, { version: Number(r.v), mutation: parseJson<Mutation>(r.m), ts: r.ts ?? undefined });
+    return { version: Number(rows[0]?.at ?? 0), values: writeIds.map((w) => found.get(w)) };
+  }
+
   async function insertTasks(tx: Queryable, version: Version, tasks: OutboxTaskInput[]): Promise<void> {
     await tx.query(
       `INSERT INTO ${s}.effects (version, interceptor, payload, max_attempts)
@@ -396,91 +471,109 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   };
 
   // Group commit: calls arriving while a transaction runs wait and go together in the next one.
+  // With `overlap`, the next batch starts once the current one has sent its writes and waits for
+  // its COMMIT: its BEGIN and lock request then wait in the database instead of behind a round
+  // trip here, and it takes the lock the moment the COMMIT releases it. Versions stay in lock
+  // order. At most two batches are in flight: one building, one committing.
   const queue: Item[] = [];
-  let running: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+  let building = false;
   let closed = false;
   let closing: Promise<void> | undefined;
   const channel = channelFor(options.schema);
+  const maxInFlight = options.overlap ? 2 : 1;
+  // The counter and clock as this process last committed them, while it believes no other
+  // process has committed since (a notice of a later version says otherwise). A batch starting
+  // alone then runs optimistically: no transaction while it builds, reads outside one checking
+  // the version, and one statement that applies it only if the counter and clock are unchanged
+  // (else it runs again under the lock).
+  let known: { version: Version; clock: string | undefined } | undefined;
+  unsubscribeKnown = options.remoteFeed?.subscribe((v) => {
+    if (known && v > known.version) known = undefined;
+  });
+
+  // After an optimistic batch had to run again, batches take the lock (overlapping) for a while.
+  let lockedUntil = 0;
+
+  // An optimistic batch that has been built and is being applied: the next batch may start from
+  // the counter and clock it will leave, seeing its mutations in memory, and is applied after it.
+  let tail: Chain | undefined;
 
   function kick(): void {
-    if (running || queue.length === 0) return;
-    running = runBatch(queue.splice(0, maxBatch)).finally(() => {
-      running = undefined;
+    if (building || queue.length === 0 || inFlight.size >= maxInFlight) return;
+    const preferOptimistic = performance.now() >= lockedUntil;
+    let chain: Chain | undefined;
+    if (preferOptimistic && inFlight.size > 0) {
+      // Optimistic batches follow one another: wait for one that is still building (or locked).
+      // Only batches that read overlap: reads are what the overlap hides, and without them one
+      // larger batch costs the database less than two smaller ones.
+      if (!tail?.read) return;
+      chain = tail;
+    }
+    const optimistic = preferOptimistic && (chain !== undefined || known !== undefined);
+    building = true;
+    let built = false;
+    const onBuilt = () => {
+      if (built) return;
+      built = true;
+      building = false;
+      kick();
+    };
+    const batch = runBatch(queue.splice(0, maxBatch), onBuilt, optimistic, chain).finally(() => {
+      inFlight.delete(batch);
+      onBuilt();
       kick();
     });
+    inFlight.add(batch);
   }
 
-  async function runBatch(items: Item[]): Promise<void> {
+  async function runBatch(items: Item[], onBuilt: () => void = () => {}, optimistic = false, chain?: Chain): Promise<void> {
     const outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[] = [];
-    let last: Version = 0;
+    let last: { version: Version; clock: string | undefined } = { version: 0, clock: undefined };
+    // Once the transaction is over, a build still running (its batch failed) must not touch the
+    // connection, which may already serve another transaction.
+    let open = true;
     try {
-      await db.transaction(async (tx) => {
-        // Lock the counter first: writers everywhere serialize here, so version N+1 can never
-        // become visible before version N (docs/storage.md).
-        const rows = await tx.query<{ version: string; clock: string | null }>(
-          `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`,
-        );
-        let version = Number(rows[0]?.version ?? 0);
-        let clock: string | undefined = rows[0]?.clock ?? undefined;
-        const start = version;
-        // Writes wait in `pending` and go in one round trip, unless a build reads: then what is
-        // pending goes first, so reads see earlier mutations of the batch.
-        let pending: Planned[] = [];
-        const read = async (path: Path, readOptions?: ReadOptions) => {
-          if (pending.length > 0) {
-            await flush(tx, pending, null);
-            pending = [];
-          }
-          return (await readWith(tx, [{ path, options: readOptions }])).values[0];
-        };
-        const flushed = async () => {
-          if (pending.length > 0) {
-            await flush(tx, pending, null);
-            pending = [];
-          }
-          return tx;
-        };
-        for (const item of items) {
-          const tasks: OutboxTaskInput[] = [];
-          let mutation: Mutation;
-          let rec: WriteRecord | undefined;
-          const stamps: WriteStamps = {
-            clock,
-            read: async (query) => readStamps(await flushed(), query),
-            prior: async (writeId) => priorWrite(await flushed(), writeId),
-            record(r) {
-              rec = r;
-            },
-          };
-          try {
-            // A build that throws has written nothing yet: only its own outcome fails.
-            mutation = await item.build({ read, enqueue: (task) => tasks.push(task), stamps } satisfies WriteContext);
-          } catch (error) {
-            outcomes.push({ ok: false, error });
-            continue;
-          }
-          const record = rec as WriteRecord | undefined;
-          if (record?.replay) {
-            const { version: v, mutation: m, ts } = record.replay;
-            outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
-            continue;
-          }
-          if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
-          if (isEmptyMutation(mutation)) {
-            if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
-            outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
-          } else {
-            version += 1;
-            pending.push(planned(mutation, version, record));
-            outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
-          }
-          if (tasks.length > 0) await insertTasks(tx, version, tasks);
+      const from = chain ?? known;
+      if (optimistic && from) {
+        let settle: (applied: boolean) => void = () => {};
+        const settled = new Promise<boolean>((resolve) => {
+          settle = resolve;
+        });
+        try {
+          last = await batchIn(undefined, { version: from.version, clock: from.clock }, items, outcomes, () => open, chain, (built) => {
+            tail = { ...built, settled };
+            onBuilt();
+          });
+          settle(true);
+        } catch (error) {
+          settle(false);
+          throw error;
+        } finally {
+          open = false;
+          if (tail?.settled === settled) tail = undefined;
+          onBuilt();
         }
-        // The notice is a hint for other processes, delivered at commit in commit order.
-        await flush(tx, pending, version !== start ? version : null);
-        last = version;
-      });
+      } else {
+        // Lock the counter first, in the BEGIN's round trip: writers everywhere serialize here,
+        // so version N+1 can never become visible before version N (docs/storage.md).
+        await db.transaction(async (tx, rows) => {
+          const row = rows[0] as { version: string; clock: string | null } | undefined;
+          try {
+            last = await batchIn(tx, { version: Number(row?.version ?? 0), clock: row?.clock ?? undefined }, items, outcomes, () => open);
+          } finally {
+            open = false;
+            onBuilt();
+          }
+        }, `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+      }
     } catch (error) {
+      known = undefined;
+      if (error === RETRY) {
+        lockedUntil = performance.now() + 1000;
+        // Another process committed since (or the batch needs the lock): again, under the lock.
+        return runBatch(items, onBuilt, false);
+      }
       if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
         // only the one at fault fails (their builds run again, in fresh transactions). This
@@ -492,13 +585,286 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       for (const item of items) item.reject(mapSqlError(error));
       return;
     }
-    emit(last);
+    // Only a batch alone in flight knows the latest counter: one overlapping it commits after it.
+    if (inFlight.size <= 1) known = last;
+    emit(last.version);
     items.forEach((item, i) => {
       const o = outcomes[i];
       if (!o) item.reject(new Error("commit outcome missing"));
       else if (o.ok) item.resolve(o.result);
       else item.reject(o.error);
     });
+  }
+
+  /**
+   * Runs a batch's builds and writes: inside its transaction `tx` (holding the counter lock), or
+   * optimistically (`tx` undefined) from the counter and clock in `from`. Returns the counter and
+   * clock after it. Throws RETRY when an optimistic batch must run under the lock instead.
+   */
+  async function batchIn(
+    tx: Queryable | undefined,
+    from: { version: Version; clock: string | undefined },
+    items: Item[],
+    outcomes: ({ ok: true; result: CommitResult } | { ok: false; error: unknown })[],
+    isOpen: () => boolean,
+    chain?: Chain,
+    onBuilt?: (built: Omit<Chain, "settled">) => void,
+  ): Promise<{ version: Version; clock: string | undefined }> {
+    let { version, clock } = from;
+    const start = version;
+    // A chained batch starts from the counter the batch before it will leave; reads may come
+    // from before that batch is committed (its mutations are then overlaid) or after.
+    const prefixLen = chain?.mutations.length ?? 0;
+    /** The epoch (see `applied`) of data read at `readVersion`, outside a transaction. */
+    const epochOf = (readVersion: Version): number => {
+      if (readVersion === start) return prefixLen;
+      if (prefixLen > 0 && readVersion === start - prefixLen) return 0;
+      return retry();
+    };
+    const startClock = clock;
+    const q: Queryable = tx ?? db;
+    let aborted = false;
+    /** Optimistic only: what the build needs cannot be had without the lock (or changed). */
+    const retry = (): never => {
+      aborted = true;
+      throw RETRY;
+    };
+
+    // Every statement of the batch goes through `serial`, in call order, so a read knows exactly
+    // which of the batch's writes the database already holds when it runs.
+    let queueTail: Promise<unknown> = Promise.resolve();
+    const serial = <T>(fn: () => Promise<T>): Promise<T> => {
+      const run = queueTail.then(() => (isOpen() ? fn() : Promise.reject(new Error("the write transaction is over"))));
+      queueTail = run.catch(() => {});
+      return run;
+    };
+    // Writes wait in `pending` and go in one round trip at the end. `applied` holds the batch's
+    // mutations in commit order; the first `flushedCount` of them are in the database.
+    let pending: Planned[] = [];
+    const applied: Mutation[] = chain ? [...chain.mutations] : [];
+    const writeIds = new Set<string>(chain?.writeIds);
+    const ownWriteIds = new Set<string>();
+    let flushedCount = 0;
+    const flushPending = () =>
+      serial(async () => {
+        if (pending.length === 0) return;
+        const batch = pending;
+        pending = [];
+        flushedCount = applied.length;
+        await flush(q, batch, null);
+      });
+
+    // The reads of all builds waiting at the same moment go in one statement.
+    type Waiting<R, T> = { req: R; resolve: (v: T) => void; reject: (e: unknown) => void };
+    const loader = <R, T>(load: (reqs: R[]) => Promise<T[]>) => {
+      let queue: Waiting<R, T>[] = [];
+      const run = () => {
+        const batch = queue;
+        queue = [];
+        serial(() => load(batch.map((w) => w.req))).then(
+          (values) => {
+            batch.forEach((w, i) => {
+              w.resolve(values[i] as T);
+            });
+          },
+          (error: unknown) => {
+            for (const w of batch) w.reject(error);
+          },
+        );
+      };
+      return (req: R) =>
+        new Promise<T>((resolve, reject) => {
+          if (queue.length === 0) setImmediate(run);
+          queue.push({ req, resolve, reject });
+        });
+    };
+    let didRead = false;
+    const readCommitted = loader<ReadRequest, { value: Node | undefined; epoch: number }>(async (reqs) => {
+      didRead = true;
+      let epoch = flushedCount;
+      const read = await readWith(q, reqs);
+      // Outside a transaction, the data must be that of the counter the batch started from.
+      if (!tx) epoch = epochOf(read.version);
+      return read.values.map((value) => ({ value, epoch }));
+    });
+    const readPrior = loader<string, Awaited<ReturnType<typeof priorWrite>>>(async (ids) => {
+      const found = await priorWrites(q, ids);
+      if (!tx) epochOf(found.version); // (the ids of a batch before are in `writeIds`)
+      return found.values;
+    });
+
+    // Builds run concurrently (their reads share round trips), then are taken in order. A build
+    // sees committed data plus the batch's mutations taken before its read returned, overlaid in
+    // memory (no flush). At its turn, a build that saw something a mutation taken since then
+    // writes (or whose clock or write id it changes) runs again, alone, seeing all of them: the
+    // outcome is that of running the builds one after the other. Stamp reads, write-id lookups
+    // after a write of the batch with that id, and reads with options wait for the build's turn
+    // and flush the batch's writes first.
+    interface Run {
+      exclusive: boolean;
+      /** Reads answered with `applied` up to `upTo`: still valid while later mutations miss `path`. */
+      reads: { path: Path; upTo: number }[];
+      priorIds: string[];
+      stampsRead: boolean;
+      tasks: OutboxTaskInput[];
+      rec: WriteRecord | undefined;
+      result: Promise<{ ok: true; mutation: Mutation } | { ok: false; error: unknown }>;
+    }
+    const turns: (() => void)[] = [];
+    const turnOf = items.map(
+      (_x, i) =>
+        new Promise<void>((resolve) => {
+          turns[i] = resolve;
+        }),
+    );
+    const startRun = (item: Item, i: number, exclusive: boolean): Run => {
+      const run: Omit<Run, "result"> = { exclusive, reads: [], priorIds: [], stampsRead: false, tasks: [], rec: undefined };
+      const inTurn = async () => {
+        if (!tx) retry();
+        await turnOf[i];
+        if (aborted) throw RETRY;
+        run.exclusive = true;
+        await flushPending();
+      };
+      const read = async (path: Path, readOptions?: ReadOptions) => {
+        if (readOptions && Object.keys(readOptions).length > 0) {
+          // A selection (min, max, limit) cannot be overlaid in memory: read it flushed.
+          await inTurn();
+          const { values } = await serial(() => readWith(q, [{ path, options: readOptions }]));
+          run.reads.push({ path, upTo: applied.length });
+          return values[0];
+        }
+        const { value, epoch } = await readCommitted({ path });
+        const upTo = applied.length;
+        run.reads.push({ path, upTo });
+        return overlay(value, path, applied, epoch, upTo);
+      };
+      const stamps: WriteStamps = {
+        clock,
+        read: async (query) => {
+          await inTurn();
+          run.stampsRead = true;
+          return serial(() => readStamps(q, query));
+        },
+        prior: async (writeId) => {
+          if (run.exclusive || writeIds.has(writeId)) {
+            await inTurn();
+            return serial(() => priorWrite(q, writeId));
+          }
+          run.priorIds.push(writeId);
+          return readPrior(writeId);
+        },
+        record(r) {
+          run.rec = r;
+        },
+      };
+      const result = (async () => {
+        try {
+          // A build that throws has written nothing: only its own outcome fails.
+          const mutation = await item.build({ read, enqueue: (task) => run.tasks.push(task), stamps } satisfies WriteContext);
+          return { ok: true as const, mutation };
+        } catch (error) {
+          return { ok: false as const, error };
+        }
+      })();
+      return Object.assign(run, { result });
+    };
+    /** Whether what `run` saw is what it would see now, with every earlier build taken. */
+    const stillValid = (run: Run): boolean => {
+      // (Reads made in its turn saw every earlier mutation: none was taken since.)
+      for (const r of run.reads) if (touchedSince(applied, r.upTo, r.path)) return false;
+      for (const id of run.priorIds) if (writeIds.has(id)) return false;
+      const rec = run.rec;
+      // A build that did not resolve against stamps assumed it is newer than every stamp.
+      if (rec && !rec.replay && !run.stampsRead && clock !== undefined && !(rec.ts > clock)) return false;
+      return true;
+    };
+
+    const runs = items.map((item, i) => startRun(item, i, false));
+    try {
+      return await takeInOrder(runs);
+    } finally {
+      // Builds still waiting for a turn after a failure end (their statements are refused).
+      aborted = true;
+      for (const turn of turns) turn();
+    }
+
+    async function takeInOrder(runs: Run[]) {
+      for (let i = 0; i < items.length; i++) {
+        const item = items[i] as Item;
+        (turns[i] as () => void)();
+        let run = runs[i] as Run;
+        let outcome = await run.result;
+        if (aborted) throw RETRY;
+        if (!stillValid(run)) {
+          run = startRun(item, i, true);
+          outcome = await run.result;
+          if (aborted) throw RETRY;
+        }
+        if (!outcome.ok) {
+          outcomes.push({ ok: false, error: outcome.error });
+          continue;
+        }
+        const mutation = outcome.mutation;
+        const record = run.rec;
+        if (record?.replay) {
+          const { version: v, mutation: m, ts } = record.replay;
+          outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
+          continue;
+        }
+        if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
+        if (record?.writeId !== undefined) {
+          writeIds.add(record.writeId);
+          ownWriteIds.add(record.writeId);
+        }
+        if (isEmptyMutation(mutation)) {
+          if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
+          outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
+        } else {
+          version += 1;
+          pending.push(planned(mutation, version, record));
+          applied.push(mutation);
+          outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
+        }
+        const tasks = run.tasks;
+        const at = version;
+        if (tasks.length > 0) {
+          if (!tx) retry(); // (tasks go in the batch's transaction)
+          await serial(() => insertTasks(q, at, tasks));
+        }
+      }
+      // The notice is a hint for other processes, delivered at commit in commit order.
+      const rest = pending;
+      pending = [];
+      const newVersion = version !== start ? version : null;
+      if (!tx) {
+        onBuilt?.({ version, clock, mutations: applied.slice(prefixLen), writeIds: ownWriteIds, read: didRead });
+        // Everything this batch saw assumed the batch before it commits.
+        if (chain && !(await chain.settled)) retry();
+      }
+      if (tx) await serial(() => flush(tx, rest, newVersion));
+      else if (rest.length > 0) {
+        // One statement, its own transaction: it takes the lock, checks that the counter and
+        // clock are still those the batch started from, and applies it (or changes nothing).
+        let done: boolean;
+        try {
+          const rows = await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
+            JSON.stringify(rest),
+            start,
+            startClock ?? null,
+            newVersion,
+            channel,
+          ]);
+          done = rows[0]?.ok === true;
+        } catch (error) {
+          // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
+          // connection broke) leaves the outcome unknown.
+          throw typeof (error as { code?: unknown }).code === "string" ? error : new CommitOutcomeUnknown(error);
+        }
+        if (!done) retry();
+      }
+      return { version, clock };
+    }
   }
 
   return {
@@ -562,8 +928,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       // Idempotent: the gateway and its owner may both close the store.
       closing ??= (async () => {
         closed = true;
-        while (running) await running;
+        while (inFlight.size > 0) await Promise.all(inFlight);
         unsubscribeRemote?.();
+        unsubscribeKnown?.();
         await options.onClose?.();
       })();
       return closing;
