@@ -22,7 +22,7 @@ import type { StampEntries, StampQuery } from "../lww.ts";
 import { isEmptyMutation, isTree } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
-import { encodePath, keysBelow, upperBound } from "./encoding.ts";
+import { encodePath, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
 
 /** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
@@ -30,19 +30,7 @@ export function channelFor(schema: string): string {
   return `kora_changes_${schema}`.slice(0, 63);
 }
 
-/** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data. */
-export function parseJson<T>(text: string): T {
-  // Most leaves hold no object at all: skip the (slow) reviver for them.
-  if (!text.includes("{")) return JSON.parse(text) as T;
-  return JSON.parse(text, (_key, value) => {
-    if (value && typeof value === "object" && !Array.isArray(value) && Object.getPrototypeOf(value) !== null) {
-      const out = Object.create(null) as Record<string, unknown>;
-      for (const k of Object.keys(value)) out[k] = value[k];
-      return out;
-    }
-    return value;
-  }) as T;
-}
+export { parseJson };
 
 /** Maps driver errors to Kora's codes; the one place SQLSTATEs are interpreted. */
 export function mapSqlError(error: unknown): unknown {
@@ -137,6 +125,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     },
   };
 
+  // One statement answers every request of a read, with the version, from one snapshot. Each
+  // request's rows come back packed into one row (two texts, see `treeFromPacked`): a protocol
+  // row per leaf cost more, in PostgreSQL and in the driver, than the whole read otherwise.
   const READ_SQL = `
     WITH req AS (
       SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::int[], $6::bool[])
@@ -145,15 +136,18 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       SELECT req.i, req.exact, cr.from_path, cr.to_path
       FROM req CROSS JOIN LATERAL ${s}.child_range(req.exact, req.lo, req.hi, req.lim, req.rev) cr
     )
-    SELECT -1 AS i, NULL AS path, version::text AS value FROM ${s}.meta WHERE id = 1
+    SELECT -1 AS i, version::text AS k, NULL AS v FROM ${s}.meta WHERE id = 1
     UNION ALL
-    SELECT b.i, n.path, n.value::text FROM bounds b
+    SELECT b.i, p.k, p.v FROM bounds b
       CROSS JOIN LATERAL (
-        SELECT path, value FROM ${s}.nodes WHERE path = b.exact
-        UNION ALL
-        SELECT path, value FROM ${s}.nodes
-          WHERE path >= b.from_path AND path < b.to_path AND path <> b.exact
-      ) n`;
+        SELECT string_agg(substr(n.path, length(b.exact) + 1), chr(2)) AS k, string_agg(n.value::text, ',') AS v
+        FROM (
+          SELECT path, value FROM ${s}.nodes WHERE path = b.exact
+          UNION ALL
+          SELECT path, value FROM ${s}.nodes
+            WHERE path >= b.from_path AND path < b.to_path AND path <> b.exact
+        ) n
+      ) p`;
 
   function readParams(requests: readonly ReadRequest[]) {
     const ids: number[] = [];
@@ -175,39 +169,13 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return [ids, exact, lo, hi, lim, rev];
   }
 
-  function assemble(requests: readonly ReadRequest[], rows: { i: number; path: string | null; value: string }[]): ReadResult {
+  function assemble(requests: readonly ReadRequest[], rows: { i: number; k: string | null; v: string | null }[]): ReadResult {
     let version = 0;
     const values: (Node | undefined)[] = requests.map(() => undefined);
-    const prefixes = requests.map((r) => encodePath(r.path));
     for (const row of rows) {
       const i = Number(row.i);
-      if (i < 0) {
-        version = Number(row.value);
-        continue;
-      }
-      const keys = keysBelow(row.path as string, prefixes[i] as string);
-      const leaf = parseJson<Node>(row.value);
-      if (keys.length === 0) {
-        values[i] = leaf; // a leaf at the path itself: options are ignored
-        continue;
-      }
-      let node: Tree;
-      const existing = values[i];
-      if (isTree(existing)) node = existing;
-      else {
-        node = Object.create(null) as Tree;
-        values[i] = node;
-      }
-      for (let k = 0; k < keys.length - 1; k++) {
-        const key = keys[k] as string;
-        let next: Node | undefined = node[key];
-        if (!isTree(next)) {
-          next = Object.create(null) as Tree;
-          node[key] = next;
-        }
-        node = next;
-      }
-      node[keys[keys.length - 1] as string] = leaf;
+      if (i < 0) version = Number(row.k);
+      else if (row.k !== null && row.v !== null) values[i] = treeFromPacked(row.k, row.v);
     }
     return { version, values };
   }
@@ -217,7 +185,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       const rows = await q.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
       return { version: Number(rows[0]?.version ?? 0), values: [] };
     }
-    const rows = await q.query<{ i: number; path: string | null; value: string }>(READ_SQL, readParams(requests));
+    const rows = await q.query<{ i: number; k: string | null; v: string | null }>(READ_SQL, readParams(requests));
     return assemble(requests, rows);
   }
 
