@@ -8,24 +8,24 @@ import { ROW_SEP, encodePath, treeFromPacked, upperBound } from "../core/store/e
 import { leaves, mutationFromInput } from "../core/tree.ts";
 import type { Path } from "../core/types.ts";
 
-/** Packs `[path below the read path, leaf]` rows as READ_SQL does. */
-function pack(rows: [Path, unknown][]): [string, string] {
-  const keys = rows.map(([p]) => encodePath(p).slice(1)).join(ROW_SEP);
+/** Packs `[path below the read path, leaf]` rows as READ_SQL does, for a read at `at`. */
+function pack(rows: [Path, unknown][], at: Path = ["r", "é"]): [string, string, number] {
+  const paths = rows.map(([p]) => encodePath([...at, ...p])).join(ROW_SEP);
   const values = rows.map(([, v]) => JSON.stringify(v)).join(",");
-  return [keys, values];
+  return [paths, values, encodePath(at).length];
 }
 const json = (x: unknown): unknown => JSON.parse(JSON.stringify(x));
 const HOSTILE = ["__proto__", "constructor", "prototype", "toString", "_", "%", "/", ".", ":", " ", "a b", "🎉", "日本", "é", "0", "10", "2", ",", '"', "{", "}", "[", "\\"];
 
 describe("treeFromPacked", () => {
   it("builds nested objects with null prototypes from rows in any order", () => {
-    const [keys, values] = pack([
+    const rows: [Path, unknown][] = [
       [["b", "y"], 2],
       [["a"], "x"],
       [["b", "x", "deep"], [1, { n: null }]],
       [["c"], true],
-    ]);
-    const out = treeFromPacked(keys, values) as Record<string, Record<string, unknown>>;
+    ];
+    const out = treeFromPacked(...pack(rows, [])) as Record<string, Record<string, unknown>>;
     expect(json(out)).toEqual({ a: "x", b: { y: 2, x: { deep: [1, { n: null }] } }, c: true });
     expect(Object.getPrototypeOf(out)).toBeNull();
     expect(Object.getPrototypeOf(out.b)).toBeNull();
@@ -35,11 +35,13 @@ describe("treeFromPacked", () => {
   });
 
   it("returns the leaf stored at the path itself, and undefined for no rows", () => {
-    expect(treeFromPacked("", "42")).toBe(42);
-    expect(treeFromPacked("", '"a\\u0001b"')).toBe("a\u0001b");
-    expect(treeFromPacked("", "null")).toBeNull();
-    expect(treeFromPacked("", '[1, {"__proto__": 1}]')).toEqual([1, Object.assign(Object.create(null), { ["__proto__"]: 1 })]);
-    expect(treeFromPacked("", "")).toBeUndefined();
+    const at = encodePath(["a", "__proto__"]);
+    expect(treeFromPacked(at, "42", at.length)).toBe(42);
+    expect(treeFromPacked(at, '"a\\u0001b"', at.length)).toBe("a\u0001b");
+    expect(treeFromPacked(at, "null", at.length)).toBeNull();
+    expect(treeFromPacked(at, '[1, {"__proto__": 1}]', at.length)).toEqual([1, JSON.parse('{"__proto__": 1}')]);
+    expect(Object.getPrototypeOf((treeFromPacked("\u0001", '[{"a": 1}]', 1) as unknown[])[0])).toBeNull();
+    expect(treeFromPacked("", "", 1)).toBeUndefined();
   });
 
   it("keeps hostile keys as plain data, at every depth", () => {

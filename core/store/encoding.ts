@@ -50,33 +50,33 @@ export function parseJson<T>(text: string): T {
 /**
  * The value read at a path, built from its rows as PostgreSQL packs them (one text per column
  * instead of one protocol row per leaf, see `READ_SQL` in sql.ts):
- * - `keys`: each row's encoded path below the read path (every key followed by U+0001; empty for
- *   a leaf at the path itself), rows separated by U+0002;
+ * - `paths`: the rows' encoded paths, separated by U+0002; each starts with the read path's
+ *   encoding, `skip` characters long;
  * - `values`: the rows' JSON texts in the same order, separated by commas.
  *
  * Keys hold no control characters and JSON text escapes them, so the packing is unambiguous. Rows
  * may come in any order. Objects get null prototypes (`__proto__` is plain data). Returns the
  * object built from the rows below the path, else the leaf at the path, else undefined.
  */
-export function treeFromPacked(keys: string, values: string): Node | undefined {
+export function treeFromPacked(paths: string, values: string, skip: number): Node | undefined {
   const leaves = parseJson<Node[]>(`[${values}]`);
   let root: Tree | undefined;
   let here: Node | undefined;
   let pos = 0;
   for (let r = 0; r < leaves.length; r++) {
-    let end = keys.indexOf(ROW_SEP, pos);
-    if (end < 0) end = keys.length;
+    let end = paths.indexOf(ROW_SEP, pos);
+    if (end < 0) end = paths.length;
     const leaf = leaves[r] as Node;
-    if (end === pos) {
+    let start = pos + skip;
+    if (start >= end) {
       here = leaf; // the row at the path itself
     } else {
       root ??= Object.create(null) as Tree;
       let node: Tree = root;
-      let start = pos;
       for (;;) {
         // Every key, the last included, is followed by SEP, so `sep` stays below `end`.
-        const sep = keys.indexOf(SEP, start);
-        const key = keys.slice(start, sep);
+        const sep = paths.indexOf(SEP, start);
+        const key = paths.slice(start, sep);
         if (sep + 1 >= end) {
           node[key] = leaf;
           break;
