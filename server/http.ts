@@ -17,6 +17,7 @@ import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
+import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -83,6 +84,9 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
   });
 
+  // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
+  const fastPath = (options.plugins ?? []).length === 0;
+
   const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
       res.writeHead(200, { "content-type": "application/json" });
@@ -105,7 +109,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       req.resume();
       return;
     }
-    void yoga(req, res);
+    if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
+    else void yoga(req, res);
   });
 
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });

@@ -141,6 +141,45 @@ describe.each(storeTargets())("store conformance on $name", (target) => {
     expect(({} as Record<string, unknown>).n).toBeUndefined();
   });
 
+  it("reads back values holding separators, hostile keys at depth, and several selections in one read", async () => {
+    // A read's rows come back packed into texts (docs/storage.md "Reads"): nothing a value or a
+    // key can hold may confuse the packing.
+    const tricky = ["a,b", "{}", "[1,2]", '"', "\\", "\u0001", "\u0002", "\u0001\u0002,", "", "é🎉"];
+    const value = Object.create(null) as Record<string, unknown>;
+    const hostile = ["__proto__", "constructor", "_", "%", "/", "🎉", "日本", ",", "{", "0", "10"];
+    hostile.forEach((k, i) => {
+      value[k] = Object.assign(Object.create(null), { [k]: { s: tricky[i % tricky.length], n: i, a: [i, { [k]: k }, null] } });
+    });
+    tricky.forEach((t, i) => {
+      value[`t${i}`] = t;
+    });
+    await commit(mergeAt(["p"], value));
+    const whole = await store.read([{ path: ["p"] }]);
+    expect(plain(whole.values[0])).toEqual(plain(value));
+    expect(Object.getPrototypeOf(whole.values[0])).toBeNull();
+    const P = hostile[0] as string; // "__proto__", as data
+    const proto = (whole.values[0] as Record<string, Record<string, { a: unknown[] }>>)[P];
+    expect(Object.getPrototypeOf(proto?.[P]?.a[1])).toBeNull();
+    const r = await store.read([
+      { path: ["p"], options: { min: "_", max: "t" } },
+      { path: ["p"], options: { limit: 2 } },
+      { path: ["p"], options: { limit: 3, reverse: true } },
+      { path: ["p", "t1"] },
+      { path: ["p", "nothing"] },
+      { path: ["p", "🎉", "🎉"], options: { min: "n", max: "s" } },
+      { path: ["p", "__proto__", "__proto__", "a"], options: { limit: 1 } },
+    ]);
+    expect(r.version).toBe(whole.version);
+    expect(Object.keys(r.values[0] as object).sort()).toEqual(["_", "__proto__", "constructor"]);
+    expect(Object.keys(r.values[1] as object).sort()).toEqual(["%", ","]);
+    expect(Object.keys(r.values[2] as object).sort()).toEqual(["{", "日本", "🎉"]);
+    expect(r.values[3]).toBe("{}");
+    expect(r.values[4]).toBeUndefined();
+    expect(plain(r.values[5])).toEqual({ n: hostile.indexOf("🎉") });
+    expect(plain(r.values[6])).toEqual(JSON.parse('[0, {"__proto__": "__proto__"}, null]'));
+    expect(({} as Record<string, unknown>).s).toBeUndefined();
+  });
+
   it("gives contiguous versions to concurrent commits and logs them in order (group commit)", async () => {
     const results = await Promise.all(Array.from({ length: 50 }, (_, i) => commit(mergeAt(["g", `k${i}`], i))));
     const versions = results.map((r) => r.version).sort((a, b) => a - b);

@@ -6,7 +6,11 @@ import { KoraError } from "../errors.ts";
  * handle (never the outer one) or they deadlock; this interface makes that the only way.
  */
 export interface Queryable {
-  query<T = Record<string, unknown>>(sql: string, params?: unknown[]): Promise<T[]>;
+  /**
+   * `name`: prepare the statement once per connection under this name and reuse its plan (drivers
+   * without prepared statements ignore it). Only for fixed SQL text that is run often.
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: unknown[], name?: string): Promise<T[]>;
   /** Several statements without parameters (migrations). */
   exec(sql: string): Promise<void>;
 }

@@ -23,8 +23,8 @@ export interface PostgresStoreOptions {
 
 function queryable(q: pg.Pool | pg.PoolClient): Queryable {
   return {
-    async query<T>(sql: string, params?: unknown[]) {
-      return (await q.query(sql, params)).rows as T[];
+    async query<T>(sql: string, params?: unknown[], name?: string) {
+      return (await (name ? q.query({ text: sql, values: params, name }) : q.query(sql, params))).rows as T[];
     },
     async exec(sql: string) {
       await q.query(sql);
