@@ -3,22 +3,16 @@
  * key-value interface; values are JSON. Implementations: memory (here), IndexedDB (browsers,
  * client/indexeddb.ts) and a file per key (Node, client/file.ts).
  */
+import { parseJson } from "../core/store/encoding.ts";
 
 export interface ClientStorage {
   get(key: string): Promise<unknown>;
   set(key: string, value: unknown): Promise<void>;
 }
 
-/** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data. */
+/** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data (the store's own). */
 export function parseStored(text: string): unknown {
-  return JSON.parse(text, (_key, value) => {
-    if (value && typeof value === "object" && !Array.isArray(value) && Object.getPrototypeOf(value) !== null) {
-      const out = Object.create(null) as Record<string, unknown>;
-      for (const k of Object.keys(value)) out[k] = value[k];
-      return out;
-    }
-    return value;
-  });
+  return parseJson(text);
 }
 
 /**
