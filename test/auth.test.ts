@@ -10,13 +10,12 @@ import { createClient } from "graphql-ws";
 import { SignJWT, exportJWK, generateKeyPair } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { silentLogger } from "../core/gateway.ts";
 import { KoraError } from "../core/errors.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, createAuthenticator } from "../server/auth.ts";
-import { type RunningKora, startKora } from "../server/index.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
+import { type TestServer, startTestServer } from "./helpers/server.ts";
 
 const SECRET = "another-test-secret-with-32-or-more-chars";
 const key = new TextEncoder().encode(SECRET);
@@ -46,24 +45,8 @@ async function post(url: string, query: string, jwt?: string) {
   return (await res.json()) as { data?: { path?: unknown } | null; errors?: { message: string; extensions?: { code?: string } }[] };
 }
 
-async function serve(auth: AuthOptions): Promise<{ kora: RunningKora; close(): Promise<void> }> {
-  const { store, dispose } = await pgliteTarget.create();
-  const kora = await startKora({
-    store,
-    log: silentLogger,
-    port: 0,
-    host: "127.0.0.1",
-    retention: { intervalMs: 0 },
-    interceptors: [whoami],
-    authenticate: createAuthenticator(auth),
-  });
-  return {
-    kora,
-    async close() {
-      await kora.close();
-      await dispose();
-    },
-  };
+function serve(auth: AuthOptions): Promise<TestServer> {
+  return startTestServer(pgliteTarget, { interceptors: [whoami], authenticate: createAuthenticator(auth) });
 }
 
 describe("JWT with an HS256 secret", () => {

@@ -3,28 +3,18 @@
  * go offline (the page's network emulation), add todos, reload the page while offline and still
  * see them, go online, and see them on a second page (another browser context: another device).
  */
-import { createReadStream, existsSync } from "node:fs";
+import { createReadStream } from "node:fs";
 import { mkdtemp, rm, stat } from "node:fs/promises";
 import { type Server, createServer } from "node:http";
 import { tmpdir } from "node:os";
 import { extname, join, normalize } from "node:path";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { browserAvailable, launchChromium } from "./helpers/browser.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { read, startTestServer, type TestServer } from "./helpers/server.ts";
 
-const CHROMIUM = process.env.CHROMIUM_PATH ?? "/usr/bin/chromium";
-const FLAGS = [
-  "--headless",
-  "--no-sandbox",
-  "--disable-gpu",
-  "--disable-quic",
-  "--no-first-run",
-  "--disable-background-networking",
-  "--disable-component-update",
-  "--disable-sync",
-];
 const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 
 let kora: TestServer;
@@ -53,7 +43,7 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
   origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {
@@ -63,8 +53,7 @@ afterAll(async () => {
   if (dist) await rm(dist, { recursive: true, force: true });
 });
 
-// Skipped only outside CI when Chromium is missing (.ci/run installs it; CI=true makes a miss fail).
-describe.skipIf(!existsSync(CHROMIUM) && !process.env.CI)("offline todo example in Chromium", () => {
+describe.runIf(browserAvailable("client.browser.test"))("offline todo example in Chromium", () => {
   it("adds todos offline, keeps them across an offline reload, and syncs them to another page", async () => {
     const page0 = `${origin}/?list=groceries&kora=${encodeURIComponent(kora.wsUrl)}`;
     const context = await browser.newContext();

@@ -9,16 +9,16 @@ import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
-import { type KoraClient, type WriteError, createClient, memoryStorage } from "../client/index.ts";
+import type { KoraClient, WriteError } from "../client/index.ts";
 import { fileStorage } from "../client/file.ts";
 import { KoraError } from "../core/errors.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { pgliteTarget } from "./helpers/db.ts";
+import { offlineClients } from "./helpers/offline.ts";
 import { merge, read, startTestServer, type TestServer } from "./helpers/server.ts";
 
 let server: TestServer;
 let dir: string;
-const clients: KoraClient[] = [];
 
 beforeAll(async () => {
   // A small depth limit on the server lets a client queue a write offline that the server rejects;
@@ -37,7 +37,7 @@ beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), "kora-client-"));
 });
 afterAll(async () => {
-  for (const c of clients) await c.close().catch(() => {});
+  await closeAll();
   await server?.close();
   await rm(dir, { recursive: true, force: true });
 });
@@ -61,18 +61,7 @@ function droppingSocket(state: { dropNextReply: boolean; dropped: number }) {
   };
 }
 
-function client(options: Partial<Parameters<typeof createClient>[0]> = {}): KoraClient {
-  const c = createClient({
-    url: server.wsUrl,
-    webSocketImpl: WebSocket,
-    storage: memoryStorage(),
-    backoff: { initialMs: 20, maxMs: 200 },
-    persistDelayMs: 5,
-    ...options,
-  });
-  clients.push(c);
-  return c;
-}
+const { client, closeAll } = offlineClients(() => server.wsUrl);
 
 const until = async (check: () => boolean | Promise<boolean>, what: string, ms = 10_000) => {
   const end = Date.now() + ms;

@@ -10,38 +10,26 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
-import { type KoraClient, createClient, memoryStorage } from "../client/index.ts";
+import { type KoraClient, memoryStorage } from "../client/index.ts";
 import { fileStorage } from "../client/file.ts";
 import { pgliteTarget } from "./helpers/db.ts";
+import { offlineClients } from "./helpers/offline.ts";
 import { read, startTestServer, type TestServer } from "./helpers/server.ts";
 
 let server: TestServer;
 let dir: string;
-const clients: KoraClient[] = [];
 
 beforeAll(async () => {
   server = await startTestServer(pgliteTarget);
   dir = await mkdtemp(join(tmpdir(), "kora-client-hostile-"));
 });
 afterAll(async () => {
-  for (const c of clients) await c.close().catch(() => {});
+  await closeAll();
   await server?.close();
   await rm(dir, { recursive: true, force: true });
 });
 
-function client(options: Partial<Parameters<typeof createClient>[0]> = {}): KoraClient {
-  const c = createClient({
-    url: server.wsUrl,
-    webSocketImpl: WebSocket,
-    storage: memoryStorage(),
-    backoff: { initialMs: 20, maxMs: 200 },
-    persistDelayMs: 5,
-    ...options,
-  });
-  clients.push(c);
-  return c;
-}
+const { client, closeAll } = offlineClients(() => server.wsUrl);
 
 let deep: unknown = 1;
 for (let i = 0; i < 100_000; i++) deep = { d: deep };

@@ -8,15 +8,13 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { silentLogger } from "../core/gateway.ts";
 import { KoraError } from "../core/errors.ts";
 import type { InterceptorChain } from "../interceptors/chain.ts";
 import type { Interceptor } from "../interceptors/types.ts";
-import { startKora } from "../server/index.ts";
 import { type WireEvent, wsClient } from "./helpers/clients.ts";
 import { type StoreTarget, storeTargets } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
-import { MERGE, http, merge } from "./helpers/server.ts";
+import { MERGE, http, merge, startTestServer } from "./helpers/server.ts";
 
 const cleanups: (() => Promise<void> | void)[] = [];
 afterEach(async () => {
@@ -56,20 +54,10 @@ describe.each(storeTargets().map((t) => [t.name, t] as [string, StoreTarget]))("
         if ((await newData()) === "bad") throw new KoraError("BAD_USER_INPUT", "bad order");
       },
     };
-    const { store, dispose } = await target.create();
-    const kora = await startKora({
-      store,
-      log: silentLogger,
-      port: 0,
-      host: "127.0.0.1",
-      retention: { intervalMs: 0 },
-      interceptors: [guard, mailer, hopeless],
-      chain: { effectPollMs: 50 },
-    });
-    cleanups.push(async () => {
-      await kora.close();
-      await dispose();
-    });
+    const server = await startTestServer(target, { interceptors: [guard, mailer, hopeless], chain: { effectPollMs: 50 } });
+    cleanups.push(() => server.close());
+    const { kora } = server;
+    const { store } = kora.gateway;
     const rejected = await http(kora.url, MERGE, { path: ["orders", "o0"], value: "bad" });
     expect(rejected.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
     const version = await merge(kora.url, ["orders", "o1"], "ok");

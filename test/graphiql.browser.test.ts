@@ -3,36 +3,20 @@
  * GraphiQL shows its snapshot, then a merge made over HTTP shows up live in the result pane, and
  * no request leaves the server's origin (GraphiQL's page, scripts and styles are Kora's own).
  */
-import { existsSync } from "node:fs";
-import { type Browser, chromium } from "playwright-core";
+import type { Browser } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { browserAvailable, launchChromium } from "./helpers/browser.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { type TestServer, merge, startTestServer } from "./helpers/server.ts";
 
-const CHROMIUM = "/usr/bin/chromium";
-// Under CI the browser must be there (.ci/run installs it); elsewhere its absence skips, loudly.
-const available = existsSync(CHROMIUM) || Boolean(process.env.CI);
-if (!available)
-  console.warn(`graphiql.browser.test: ${CHROMIUM} is missing (apt-get install chromium); skipped`);
+const available = browserAvailable("graphiql.browser.test");
 
 describe.runIf(available)("GraphiQL in Chromium", () => {
   let server: TestServer;
   let browser: Browser;
   beforeAll(async () => {
     server = await startTestServer(pgliteTarget);
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-      ],
-    });
+    browser = await launchChromium();
   });
   afterAll(async () => {
     await browser?.close();

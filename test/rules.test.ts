@@ -2,12 +2,12 @@
  * Rules files: mistakes fail loading (and `npm start`) with file, line, column and pattern;
  * a changed file is reloaded; a broken edit keeps the previous rules.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { RulesError, createRulesEngine, loadRules, parseRules } from "../interceptors/rules.ts";
+import { runCliToExit } from "./helpers/server.ts";
 
 function tempFile(name: string, text: string): string {
   const dir = mkdtempSync(join(tmpdir(), "kora-rules-"));
@@ -77,15 +77,7 @@ describe("loading rules files", () => {
     const rules = tempFile("kora.rules.yaml", "rules:\n  todos/$uid:\n    read: auth.sub == \n");
     const config = join(rules, "..", "kora.config.ts");
     writeFileSync(config, `export default { rules: "kora.rules.yaml" };\n`);
-    const child = spawn(process.execPath, ["--import", "tsx", "server/cli.ts", "--config", config], {
-      env: { ...process.env, PORT: "0", LOG_LEVEL: "fatal", KORA_DATA_DIR: join(rules, "..", "data") },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      stderr += c;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const { code, stderr } = await runCliToExit(["--config", config], { PORT: "0", LOG_LEVEL: "fatal", KORA_DATA_DIR: join(rules, "..", "data") });
     expect(code).toBe(1);
     expect(stderr).toMatch(/Kora failed to start: .*kora\.rules\.yaml:3:11: rule "todos\/\$uid": read is not valid CEL/);
   });

@@ -3,13 +3,13 @@
  * types, typos, unknown fields and odd characters fail start-up with a message naming the file or
  * variable and the field; every config the examples ship passes.
  */
-import { spawn } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { loadConfig } from "../server/config.ts";
 import { checkConfig, settingsFromEnv } from "../server/settings.ts";
+import { runCliToExit } from "./helpers/server.ts";
 
 const bad: [string, unknown, RegExp][] = [
   ["a typo at the top", { limit: { maxDepth: 4 } }, /unknown field "limit"/],
@@ -99,15 +99,7 @@ describe("environment variables", () => {
 
   it("npm start exits with the message before opening any store", async () => {
     const dir = mkdtempSync(join(tmpdir(), "kora-env-"));
-    const child = spawn(process.execPath, ["--import", "tsx", "server/cli.ts"], {
-      env: { ...process.env, PORT: "80a", KORA_DATA_DIR: join(dir, "data"), DATABASE_URL: "" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let stderr = "";
-    child.stderr.setEncoding("utf8").on("data", (c: string) => {
-      stderr += c;
-    });
-    const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+    const { code, stderr } = await runCliToExit([], { PORT: "80a", KORA_DATA_DIR: join(dir, "data"), DATABASE_URL: "" });
     expect(code).toBe(1);
     expect(stderr).toContain('Kora failed to start: PORT="80a" must be a whole number from 0 to 65535');
   });

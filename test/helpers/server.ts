@@ -1,8 +1,6 @@
 /** Starts a real Kora server on port 0 over a store target, and talks to it over HTTP. */
 import { silentLogger } from "../../core/gateway.ts";
-import type { Limits } from "../../core/types.ts";
-import type { Interceptor } from "../../interceptors/types.ts";
-import { type RunningKora, startKora } from "../../server/index.ts";
+import { type RunningKora, type StartOptions, startKora } from "../../server/index.ts";
 import type { StoreTarget } from "./db.ts";
 
 export interface TestServer {
@@ -16,7 +14,7 @@ export interface TestServer {
 
 export async function startTestServer(
   target: StoreTarget,
-  options: { limits?: Partial<Limits>; watchBuffer?: number; interceptors?: readonly Interceptor[] } = {},
+  options: Partial<Omit<StartOptions, "store" | "log">> = {},
 ): Promise<TestServer> {
   const { store, schema, dispose } = await target.create();
   const kora = await startKora({
@@ -83,4 +81,19 @@ export async function del(url: string, path: string[]): Promise<number> {
 export async function read(url: string, path: string[], options: Record<string, unknown> = {}): Promise<unknown> {
   const d = await ok<{ path: unknown }>(url, PATH, { path, ...options });
   return d.path;
+}
+
+/** Runs `npm start`'s entry (server/cli.ts) expecting it to exit; resolves its exit code and stderr. */
+export async function runCliToExit(args: string[], env: Record<string, string>): Promise<{ code: number | null; stderr: string }> {
+  const { spawn } = await import("node:child_process");
+  const child = spawn(process.execPath, ["--import", "tsx", "server/cli.ts", ...args], {
+    env: { ...process.env, ...env },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  let stderr = "";
+  child.stderr.setEncoding("utf8").on("data", (c: string) => {
+    stderr += c;
+  });
+  const code = await new Promise<number | null>((resolve) => child.on("exit", resolve));
+  return { code, stderr };
 }

@@ -1,0 +1,30 @@
+/** Offline clients (kora/client) over real WebSockets for the client suites, closed together. */
+import WebSocket from "ws";
+import { type ClientOptions, type KoraClient, createClient, memoryStorage } from "../../client/index.ts";
+
+export interface OfflineClients {
+  /** A client of the server at `wsUrl` (memory storage and short backoff unless overridden). */
+  client(options?: Partial<ClientOptions>): KoraClient;
+  closeAll(): Promise<void>;
+}
+
+export function offlineClients(wsUrl: () => string): OfflineClients {
+  const clients: KoraClient[] = [];
+  return {
+    client(options = {}) {
+      const c = createClient({
+        url: wsUrl(),
+        webSocketImpl: WebSocket,
+        storage: memoryStorage(),
+        backoff: { initialMs: 20, maxMs: 200 },
+        persistDelayMs: 5,
+        ...options,
+      });
+      clients.push(c);
+      return c;
+    },
+    async closeAll() {
+      for (const c of clients.splice(0)) await c.close().catch(() => {});
+    },
+  };
+}
