@@ -10,7 +10,6 @@
  * at once if the server rejected it: the app's view then rolls back and the error is reported).
  */
 import { Hlc, type HlcState, randomNodeId } from "../core/hlc.ts";
-import { KoraError } from "../core/errors.ts";
 import {
   applyMutation,
   checkMutationSize,
@@ -487,13 +486,6 @@ export class KoraClient {
 
   /** Deletes then merges, atomically: `{ merge, delete }` rooted at `[]` (same rules as `merge`). */
   mutate(input: { merge?: unknown; delete?: unknown }): Promise<PendingWrite> {
-    if (typeof input !== "object" || input === null || Array.isArray(input)) {
-      throw new KoraError("BAD_USER_INPUT", "mutate takes { merge?, delete? }");
-    }
-    const unknown = Object.keys(input).filter((k) => k !== "merge" && k !== "delete");
-    if (unknown.length > 0) {
-      throw new KoraError("BAD_USER_INPUT", `mutate takes { merge?, delete? }; unknown field ${JSON.stringify(unknown[0])}`);
-    }
     return this.write(checked(mutationFromInput(input, this.limits), this.limits));
   }
 

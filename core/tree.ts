@@ -287,6 +287,13 @@ export function mutationFromInput(
   input: { merge?: unknown; delete?: unknown },
   limits: Limits = DEFAULT_LIMITS,
 ): Mutation {
+  if (typeof input !== "object" || input === null || Array.isArray(input)) {
+    throw badInput("a mutation is { merge?, delete? }", []);
+  }
+  // A misspelt field (`delet`) would otherwise be dropped without a word.
+  for (const key of Object.keys(input)) {
+    if (key !== "merge" && key !== "delete") throw badInput(`a mutation is { merge?, delete? }; unknown field ${JSON.stringify(key)}`, []);
+  }
   const mergeIn = input.merge ?? {};
   const deleteIn = input.delete ?? {};
   if (!isTree(mergeIn)) throw badInput("merge must be a JSON object rooted at []; the root is always an object", []);

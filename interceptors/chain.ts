@@ -192,7 +192,7 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
       throw new KoraError("INTERNAL_SERVER_ERROR", `${name} at ${showPath(at)} returned ${typeof result} from beforeMutation; return { merge?, delete? } or nothing`);
     }
     try {
-      return mutationFromInput({ merge: result.merge, delete: result.delete }, limits);
+      return mutationFromInput(result, limits);
     } catch (error) {
       if (isKoraError(error)) throw new KoraError(error.code, `addition of ${name} at ${showPath(at)}: ${error.message}`, { path: error.treePath ?? at });
       throw error;

@@ -292,6 +292,13 @@ describe("leaves, null and arrays", () => {
     badInput(() => mutation({ merge: { a: undefined } }));
   });
 
+  it("rejects a mutation with unknown fields or of the wrong shape, naming the field", () => {
+    expect(() => mutationFromInput({ merge: { a: 1 }, delet: { b: true } } as never)).toThrow(/unknown field "delet"/);
+    badInput(() => mutationFromInput([] as never));
+    badInput(() => mutationFromInput(null as never));
+    badInput(() => mutationFromInput(JSON.parse('{"__proto__": {"merge": {"a": 1}}}')));
+  });
+
   it("rejects objects that are not plain (a Date would otherwise merge nothing), by name", () => {
     expect(() => mergeAt(["a"], new Date(0))).toThrow(/is a Date, not a JSON object/);
     badInput(() => mutation({ merge: { a: new Map([["k", 1]]) } }));
