@@ -11,6 +11,7 @@ export const ERROR_CODES = [
   "CONFLICT",
   "PAYLOAD_TOO_LARGE",
   "RATE_LIMITED",
+  "UNAVAILABLE",
   "INTERNAL_SERVER_ERROR",
 ] as const;
 
