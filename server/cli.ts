@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `npm start`: serves Kora on PORT (default 4000) with GraphiQL at /graphql, on the server
  * PostgreSQL named by DATABASE_URL or else on an embedded PostgreSQL (PGlite) in KORA_DATA_DIR.

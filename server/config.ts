@@ -1,6 +1,7 @@
 /**
  * The server's configuration file: `kora.config.ts` (or `--config PATH`) default-exports
- * `defineConfig({...})`. tsx imports TypeScript at run time, so the config is plain typed code.
+ * `defineConfig({...})`. A `.ts` config is imported through tsx's loader API (loaded only then),
+ * so the compiled server runs plain JavaScript and a config is still plain typed code.
  * See docs/interceptors.md and docs/auth.md for what each part does.
  */
 import { existsSync } from "node:fs";
@@ -65,12 +66,23 @@ export async function loadConfig(path: string | undefined, cwd = process.cwd()):
     if (path !== undefined) throw new Error(`config file ${file} does not exist`);
     return { config: {}, file: undefined, dir: cwd };
   }
-  const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  const mod = (await importConfig(file)) as { default?: unknown };
   const config = mod.default;
   if (!config || typeof config !== "object") {
     throw new Error(`config file ${file} must default-export defineConfig({...}); its default export is ${typeof config}`);
   }
   return { config: checkConfig(config, `config file ${file}`), file, dir: dirname(file) };
+}
+
+/**
+ * TypeScript configs go through tsx's `tsImport` unless a TypeScript-aware loader (tsx, vitest)
+ * already runs this very file as TypeScript; JavaScript configs are plain imports.
+ */
+async function importConfig(file: string): Promise<unknown> {
+  const url = pathToFileURL(file).href;
+  if (!/\.[cm]?ts$/.test(file) || import.meta.url.endsWith(".ts")) return import(url);
+  const { tsImport } = await import("tsx/esm/api");
+  return tsImport(url, import.meta.url);
 }
 
 export interface PreparedConfig {
