@@ -11,7 +11,7 @@ import { pino } from "pino";
 import { createStoreFromEnv } from "../core/store/index.ts";
 import { loadConfig, prepareConfig } from "./config.ts";
 import { startKora } from "./index.ts";
-import { type EnvSettings, settingsFromEnv } from "./settings.ts";
+import { type EnvSettings, settingsFromEnv, splitTimeouts } from "./settings.ts";
 
 let env: EnvSettings;
 try {
@@ -29,7 +29,16 @@ async function main(): Promise<void> {
   if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
   const prepared = prepareConfig(loaded, log);
   const { config } = loaded;
-  const store = await createStoreFromEnv({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, schema: env.schema });
+  const timeouts = splitTimeouts({ ...config.timeouts, ...env.timeouts });
+  const store = await createStoreFromEnv({
+    databaseUrl: env.databaseUrl,
+    dataDir: env.dataDir,
+    schema: env.schema,
+    timeouts: timeouts.store,
+    feed: timeouts.feed,
+    // A lost connection is retried by the store itself; the log says what happened.
+    onError: (error) => log.warn({ err: error }, `store connection failed: ${error instanceof Error ? error.message : String(error)}`),
+  });
   const limits = { ...config.limits, ...env.limits };
   const kora = await startKora({
     store,
@@ -42,6 +51,8 @@ async function main(): Promise<void> {
     ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
     ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
     ...(config.chain ? { chain: config.chain } : {}),
+    ...(timeouts.requestTimeoutMs !== undefined ? { requestTimeoutMs: timeouts.requestTimeoutMs } : {}),
+    keepAlive: { ...timeouts.keepAlive, ...(config.socketBufferBytes ? { maxBufferedBytes: config.socketBufferBytes } : {}) },
   });
   log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
   console.log(`Kora: GraphiQL at ${kora.url} — store: ${store.description}`);

@@ -14,7 +14,7 @@ import { type RulesEngine, createRulesEngine } from "../interceptors/rules.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, type Authenticator, createAuthenticator } from "./auth.ts";
 import type { DocumentLimits } from "./limits.ts";
-import { checkConfig } from "./settings.ts";
+import { type Timeouts, checkConfig } from "./settings.ts";
 
 export interface KoraConfig {
   /** Server-side logic, run in this order after the rules (docs/interceptors.md). */
@@ -36,6 +36,10 @@ export interface KoraConfig {
   documentLimits?: Partial<DocumentLimits>;
   /** Most undelivered events per watch before it is resynced with a snapshot. Default 1000. */
   watchBuffer?: number;
+  /** Deadlines and intervals in milliseconds (docs/operations.md); env variables override them. */
+  timeouts?: Partial<Timeouts>;
+  /** Most unsent bytes one WebSocket may hold before it is closed (1013). Default 32 MiB. */
+  socketBufferBytes?: number;
   /** Interceptor chain options: cycle bound (`maxRounds`, default 16), effect polling (`effectPollMs`, default 1000). */
   chain?: Omit<ChainOptions, "interceptors" | "limits" | "log">;
 }

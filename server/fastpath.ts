@@ -20,6 +20,7 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { type DocumentNode, type ExecutionResult, getOperationAST } from "graphql";
 import type { YogaServerInstance } from "graphql-yoga";
 import type { KoraContext } from "../resolvers/context.ts";
+import { UNAVAILABLE_RETRY_AFTER_S } from "./errors.ts";
 
 /** Largest body the fast path reads (bigger ones go to yoga, which streams them). */
 export const FAST_PATH_MAX_BYTES = 64 * 1024;
@@ -107,6 +108,21 @@ async function answer(yoga: Yoga, req: IncomingMessage, res: ServerResponse, tex
     variableValues: params.variables ?? undefined,
     operationName: params.operationName ?? undefined,
   })) as ExecutionResult;
+  if (result.errors?.some((e) => e.extensions?.code === "UNAVAILABLE") && !res.destroyed) {
+    // The store is down or slow: running the query again through yoga would wait for it twice.
+    const errors = result.errors.map((e) => {
+      const { http: _http, ...extensions } = e.extensions as Record<string, unknown>;
+      return { ...e.toJSON(), extensions };
+    });
+    const body = JSON.stringify({ errors, data: result.data ?? null });
+    res.writeHead(503, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "retry-after": String(UNAVAILABLE_RETRY_AFTER_S),
+    });
+    res.end(body);
+    return true;
+  }
   if (result.errors?.length || result.extensions !== undefined || !result.data) return false;
   if (res.destroyed) return true;
   const body = JSON.stringify({ data: result.data });

@@ -1,6 +1,7 @@
 /**
  * The transport edge: one Node HTTP server carrying GraphQL over HTTP and SSE (graphql-yoga),
- * graphql-ws on the same port and path, GraphiQL served from Kora itself, and `/healthz`.
+ * graphql-ws on the same port and path, GraphiQL served from Kora itself, `/healthz` (liveness,
+ * yoga's own) and `/readyz` (readiness, server/health.ts).
  * Every transport runs the same envelop pipeline (`yoga.getEnveloped`), so limits, masking and
  * (later) interceptors behave the same whichever way a request arrives.
  */
@@ -18,6 +19,8 @@ import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { useReadiness } from "./health.ts";
+import { type KeepAliveOptions, guardSockets } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -37,6 +40,8 @@ export interface KoraServerOptions {
    * Default: no token verification; requests without a token are anonymous (`auth = null`).
    */
   authenticate?: Authenticator;
+  /** WebSocket keep-alive and the bound on a socket's unsent bytes (server/keepalive.ts). */
+  keepAlive?: KeepAliveOptions;
   log: Logger;
 }
 
@@ -53,6 +58,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const maxMessageBytes = options.maxMessageBytes ?? gateway.limits.maxMutationBytes + 64 * 1024;
   const maskError = createMaskError(log);
   const authenticate = options.authenticate ?? createAuthenticator();
+  let shuttingDown = false;
 
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
@@ -74,6 +80,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     renderGraphiQL,
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
     landingPage: false,
+    // Liveness: the process serves (whatever the store does); readiness is /readyz.
+    healthCheckEndpoint: "/healthz",
     logging: {
       debug: () => {},
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -81,18 +89,18 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors reaching clients are logged by the mask (unexpected ones, with their id).
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [
+      useReadiness({ gateway, shuttingDown: () => shuttingDown }),
+      useContractErrorCodes(),
+      useDocumentLimits(documentLimits),
+      ...(options.plugins ?? []),
+    ],
   });
 
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
   const fastPath = (options.plugins ?? []).length === 0;
 
   const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ok: true, store: gateway.store.kind, version: String(gateway.hub.cursor) }));
-      return;
-    }
     const length = Number(req.headers["content-length"] ?? 0);
     if (length > maxMessageBytes) {
       res.writeHead(413, { "content-type": "application/json" });
@@ -114,6 +122,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   });
 
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
+  // Before useServer's own listener: a socket is guarded from its first message on.
+  const stopKeepAlive = guardSockets(wsServer, { ...options.keepAlive, log });
   const wsHandle = useServer<Record<string, unknown>>(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -167,6 +177,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       },
     },
     wsServer,
+    0, // graphql-ws's keep-alive terminates without a reason; server/keepalive.ts closes with one
   );
 
   await new Promise<void>((resolve, reject) => {
@@ -186,6 +197,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     port: address.port,
     close() {
       closing ??= (async () => {
+        shuttingDown = true; // /readyz answers 503 from now on
+        stopKeepAlive();
         httpServer.close(); // stop accepting; existing connections are ended below
         await gateway.close(); // finishes in-flight writes, ends every watch, closes the store
         await wsHandle.dispose();

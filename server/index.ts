@@ -31,6 +31,7 @@ export async function startKora(options: StartOptions): Promise<RunningKora> {
   if (options.watchBuffer !== undefined) gatewayOptions.watchBuffer = options.watchBuffer;
   if (options.retention) gatewayOptions.retention = options.retention;
   if (options.conflicts) gatewayOptions.conflicts = options.conflicts;
+  if (options.requestTimeoutMs !== undefined) gatewayOptions.requestTimeoutMs = options.requestTimeoutMs;
   if (options.pipeline) gatewayOptions.pipeline = options.pipeline;
   else if (options.interceptors && options.interceptors.length > 0) {
     gatewayOptions.pipeline = createInterceptorChain({

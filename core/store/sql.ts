@@ -15,6 +15,7 @@ import type {
   ReadRequest,
   ReadResult,
   Store,
+  StoreHealth,
   WriteContext,
   WriteRecord,
   WriteStamps,
@@ -33,10 +34,62 @@ export function channelFor(schema: string): string {
 
 export { parseJson };
 
+/**
+ * SQLSTATEs that mean the database is unreachable, restarting, overloaded or did not answer in
+ * time: the operation did nothing and may be retried (UNAVAILABLE). Class 08 is "connection
+ * exception"; 57P01-57P03 are shutdowns and "cannot connect now"; 57014 is a statement cancelled by
+ * statement_timeout; 55P03 a lock_timeout (the version lock); 53300 too many connections; 25P03 an
+ * idle-in-transaction timeout.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "57014", "55P03", "53300", "25P03"]);
+
+/** Node socket errors and the driver's own messages for a lost, refused or timed-out connection. */
+const UNAVAILABLE_NODE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+const UNAVAILABLE_MESSAGES = [
+  /Connection terminated/i,
+  /timeout exceeded when trying to connect/i,
+  /Query read timeout/i,
+  /Connection ended/i,
+  /Client has encountered a connection error/i,
+  /Client was closed and is not queryable/i,
+  /the database system is (starting up|shutting down|in recovery mode)/i,
+  /terminating connection/i,
+  /Cannot use a pool after calling end/i,
+  /store worker (exited|failed)/i,
+];
+
+/** True when `error` says the store was down or slow rather than that the request was wrong. */
+export function isUnavailable(error: unknown): boolean {
+  if (error instanceof KoraError) return error.code === "UNAVAILABLE";
+  if (error instanceof CommitOutcomeUnknown) return true;
+  const e = error as { code?: unknown; message?: unknown; errors?: unknown } | undefined;
+  if (!e || typeof e !== "object") return false;
+  if (typeof e.code === "string") {
+    if (e.code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_NODE_CODES.has(e.code)) return true;
+  }
+  // AggregateError (a refused connection tried on IPv4 and IPv6) carries its causes in `errors`.
+  if (Array.isArray(e.errors) && e.errors.some(isUnavailable)) return true;
+  return typeof e.message === "string" && UNAVAILABLE_MESSAGES.some((re) => re.test(e.message as string));
+}
+
 /** Maps driver errors to Kora's codes; the one place SQLSTATEs are interpreted. */
 export function mapSqlError(error: unknown): unknown {
+  if (error instanceof KoraError) return error;
+  if (error instanceof CommitOutcomeUnknown) {
+    return new KoraError(
+      "UNAVAILABLE",
+      "the connection to the store failed while the write was committing: it may or may not have been applied; retrying with the same writeId is safe",
+      { cause: error },
+    );
+  }
+  if (isUnavailable(error)) {
+    const detail = (error as { message?: string }).message ?? String(error);
+    return new KoraError("UNAVAILABLE", `the store could not be reached or did not answer in time (${detail}); nothing was written; retry later`, {
+      cause: error,
+    });
+  }
   const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string" || error instanceof KoraError) return error;
+  if (typeof code !== "string") return error;
   if (code === "54000" || code === "54001") {
     return new KoraError("PAYLOAD_TOO_LARGE", "the mutation is too large for the database to process; split it", { cause: error });
   }
@@ -68,6 +121,8 @@ export interface SqlStoreOptions {
   overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
+  /** The driver's view of its connections; default: a local feed (one process). */
+  health?: () => StoreHealth;
 }
 
 /**
@@ -573,11 +628,12 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         // Another process committed since (or the batch needs the lock): again, under the lock.
         return runBatch(items, onBuilt, false);
       }
-      if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
+      if (items.length > 1 && !isUnavailable(error)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
         // only the one at fault fails (their builds run again, in fresh transactions). This
         // costs nothing in the common case and replaces a SAVEPOINT per mutation (a round trip
-        // each). Never after an unknown COMMIT outcome: the batch may have committed.
+        // each). Never after an unknown COMMIT outcome (the batch may have committed), nor when
+        // the store is down or slow (each would wait for its own timeout).
         for (const item of items) await runBatch([item]);
         return;
       }
@@ -591,7 +647,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       const o = outcomes[i];
       if (!o) item.reject(new Error("commit outcome missing"));
       else if (o.ok) item.resolve(o.result);
-      else item.reject(o.error);
+      else item.reject(mapSqlError(o.error));
     });
   }
 
@@ -866,11 +922,38 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     }
   }
 
+  async function changes(after: Version, limit: number): Promise<Change[]> {
+    // The alias matters: ORDER BY a name that is also an output column sorts by the output (text).
+    const rows = await db.query<{ v: string; m: string }>(
+      `SELECT c.version::text AS v, c.mutation::text AS m FROM ${s}.changes c WHERE c.version > $1 ORDER BY c.version LIMIT $2`,
+      [after, limit],
+    );
+    return rows.map((r): Change => ({ version: Number(r.v), mutation: parseJson<Mutation>(r.m) }));
+  }
+
+  async function version(): Promise<Version> {
+    const rows = await db.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
+    return Number(rows[0]?.version ?? 0);
+  }
+
+  async function oldestVersion(): Promise<Version | undefined> {
+    const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
+    return rows[0]?.v == null ? undefined : Number(rows[0].v);
+  }
+
+  /** Driver errors leave the store as Kora's codes (UNAVAILABLE when the database is away). */
+  function mapped<T>(p: Promise<T>): Promise<T> {
+    return p.catch((error: unknown) => {
+      throw mapSqlError(error);
+    });
+  }
+
   return {
     kind: options.kind,
     description: options.description,
     feed,
     outbox,
+    health: options.health ?? (() => ({ feed: "local" })),
     read: (requests) =>
       readWith(db, requests).catch((error: unknown) => {
         throw mapSqlError(error);
@@ -882,22 +965,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         kick();
       });
     },
-    async changes(after, limit) {
-      // The alias matters: ORDER BY a name that is also an output column sorts by the output (text).
-      const rows = await db.query<{ v: string; m: string }>(
-        `SELECT c.version::text AS v, c.mutation::text AS m FROM ${s}.changes c WHERE c.version > $1 ORDER BY c.version LIMIT $2`,
-        [after, limit],
-      );
-      return rows.map((r): Change => ({ version: Number(r.v), mutation: parseJson<Mutation>(r.m) }));
-    },
-    async version() {
-      const rows = await db.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
-      return Number(rows[0]?.version ?? 0);
-    },
-    async oldestVersion() {
-      const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
-      return rows[0]?.v == null ? undefined : Number(rows[0].v);
-    },
+    changes: (after, limit) => mapped(changes(after, limit)),
+    version: () => mapped(version()),
+    oldestVersion: () => mapped(oldestVersion()),
     async explain(path) {
       await db.query(`ANALYZE ${s}.nodes`);
       // Both read statements: the general one and the single-request one.
