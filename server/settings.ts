@@ -24,9 +24,9 @@ export interface Timeouts {
   idleInTransactionMs: number;
   /** Client-side deadline of one statement (frozen backend, half-open socket). Default statementMs + 2000. */
   queryMs: number;
-  /** Change-feed heartbeat interval. Default 1000. */
+  /** Change-feed heartbeat interval. Default 500. */
   feedHeartbeatMs: number;
-  /** LISTEN counts as deaf after this long without its heartbeat. Default 3000. */
+  /** LISTEN counts as deaf after this long without its heartbeat. Default 2000. */
   feedDeafAfterMs: number;
   /** Polling interval of the change log while LISTEN is deaf. Default 250. */
   feedPollMs: number;

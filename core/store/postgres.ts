@@ -36,9 +36,12 @@ export interface PostgresTimeouts {
 
 /** How the change feed checks itself, in milliseconds. */
 export interface FeedTimings {
-  /** A heartbeat NOTIFY through the LISTEN connection every this often. Default 1000. */
+  /**
+   * A heartbeat NOTIFY through the LISTEN connection every this often; one not back within this
+   * starts polling at once (LISTEN is suspect). Default 500.
+   */
   heartbeatMs: number;
-  /** LISTEN is deaf when its heartbeat has not come back within this. Default 3000. */
+  /** LISTEN is deaf, and replaced, when its heartbeat has not come back within this. Default 2000. */
   deafAfterMs: number;
   /** The head of the log is polled this often while LISTEN is deaf or reconnecting. Default 250. */
   pollMs: number;
@@ -54,7 +57,7 @@ export const DEFAULT_POSTGRES_TIMEOUTS: PostgresTimeouts = {
   queryMs: 12_000,
 };
 
-export const DEFAULT_FEED_TIMINGS: FeedTimings = { heartbeatMs: 1000, deafAfterMs: 3000, pollMs: 250, checkMs: 5000 };
+export const DEFAULT_FEED_TIMINGS: FeedTimings = { heartbeatMs: 500, deafAfterMs: 2000, pollMs: 250, checkMs: 5000 };
 
 export interface PostgresStoreOptions {
   /** Connection string, e.g. postgres://user@host:5432/db. */
@@ -164,6 +167,7 @@ function listenFeed(options: {
       if (msg.channel === beatChannel) {
         beatHeard = Math.max(beatHeard, Number(msg.payload));
         lastBeatAt = Date.now();
+        if (beatHeard >= beatSent && state === "listening") stopPolling();
       } else if (msg.channel === channel && msg.payload) emit(Number(msg.payload));
     });
     c.on("error", (error) => retry(c, error));
@@ -216,7 +220,11 @@ function listenFeed(options: {
       retry(c, new Error(`LISTEN connection deaf: no heartbeat for ${Date.now() - lastBeatAt} ms`));
       return;
     }
-    if (beatSent > beatHeard) return; // one heartbeat in flight at a time
+    if (beatSent > beatHeard) {
+      // Late: LISTEN may have gone deaf. Poll meanwhile, so changes still arrive within pollMs.
+      if (Date.now() - lastBeatAt > timings.heartbeatMs * 2) startPolling();
+      return; // one heartbeat in flight at a time
+    }
     beatSent++;
     c.query(`NOTIFY ${ident(beatChannel)}, '${beatSent}'`).catch((error: unknown) => retry(c, error));
   }
