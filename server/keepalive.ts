@@ -21,6 +21,8 @@ export interface KeepAliveOptions {
   pongTimeoutMs?: number;
   /** Most unsent bytes one socket may hold. Default 32 MiB. */
   maxBufferedBytes?: number;
+  /** How long a socket being closed may take to finish the closing handshake, in ms. Default 2000. */
+  closeGraceMs?: number;
 }
 
 export const CLOSE_KEEPALIVE_TIMEOUT = 1001;
@@ -30,6 +32,7 @@ export function guardSockets(wss: WebSocketServer, options: KeepAliveOptions & {
   const pingMs = options.pingMs ?? 12_000;
   const pongTimeoutMs = options.pongTimeoutMs ?? 12_000;
   const maxBuffered = options.maxBufferedBytes ?? 32 * 1024 * 1024;
+  const closeGraceMs = options.closeGraceMs ?? 2000;
   const { log } = options;
   const sockets = new Map<WebSocket, { pingAt: number | undefined; lastPing: number }>();
 
@@ -38,7 +41,7 @@ export function guardSockets(wss: WebSocketServer, options: KeepAliveOptions & {
     log.warn({ code, reason }, `closing a WebSocket: ${reason}`);
     socket.close(code, reason);
     // A peer that reads nothing never completes the closing handshake.
-    setTimeout(() => socket.terminate(), 2000).unref();
+    setTimeout(() => socket.terminate(), closeGraceMs).unref();
   };
 
   wss.on("connection", (socket) => {

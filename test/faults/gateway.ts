@@ -295,7 +295,9 @@ export function pollReadiness(urls: () => string[], everyMs = 200) {
     while (!stopped) {
       const list = urls();
       const results = await Promise.all(list.map((u) => readyz(u)));
-      results.forEach((r, i) => answers.push({ url: list[i] as string, at: Date.now(), ...r }));
+      results.forEach((r, i) => {
+        answers.push({ url: list[i] as string, at: Date.now(), ...r });
+      });
       await new Promise((r) => setTimeout(r, everyMs));
     }
   })();
