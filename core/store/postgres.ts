@@ -287,6 +287,38 @@ function listenFeed(options: {
   };
 }
 
+/**
+ * Backoff for the pool. While the database refuses connections, every request would open one (and
+ * a database coming back would meet all of them at once). After a failure to reach it, operations
+ * fail at once with the same UNAVAILABLE error for a while (100 ms doubling to 2 s, with full
+ * jitter), then the next ones try again; a success closes the breaker.
+ */
+function createBreaker() {
+  let failures = 0;
+  let retryAt = 0;
+  let lastError = "";
+  return {
+    async run<T>(operation: () => Promise<T>): Promise<T> {
+      const wait = retryAt - Date.now();
+      if (wait > 0) throw new Error(`Connection terminated: the store could not be reached (${lastError}); the next attempt is in ${Math.ceil(wait)} ms`);
+      try {
+        const result = await operation();
+        failures = 0;
+        return result;
+      } catch (error) {
+        // Only failures to reach the database open the breaker; a statement's own error does not.
+        const code = (error as { code?: unknown }).code;
+        if (isUnavailable(error) && (typeof code !== "string" || code.startsWith("08") || code === "57P03" || code.startsWith("E"))) {
+          failures++;
+          lastError = error instanceof Error ? error.message : String(error);
+          retryAt = Date.now() + Math.random() * Math.min(100 * 2 ** (failures - 1), 2000);
+        }
+        throw error;
+      }
+    },
+  };
+}
+
 export async function createPostgresStore(options: PostgresStoreOptions): Promise<Store> {
   const schema = options.schema ?? "kora";
   const statementMs = options.timeouts?.statementMs ?? DEFAULT_POSTGRES_TIMEOUTS.statementMs;
@@ -299,10 +331,13 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const pool = new pg.Pool({ ...connectionConfig(options.url, timeouts), max: options.poolSize ?? 10 });
   // Idle clients' errors reach the pool; without this listener they would end the process.
   pool.on("error", (error) => options.onError?.(error));
+  const breaker = createBreaker();
+  const direct = queryable(pool);
   const db: Db = {
-    ...queryable(pool),
+    query: (sql, params, name) => breaker.run(() => direct.query(sql, params, name)),
+    exec: (sql) => breaker.run(() => direct.exec(sql)),
     async transaction(fn, first) {
-      const client = await pool.connect();
+      const client = await breaker.run(() => pool.connect());
       // pg-pool removes its own 'error' listener while a client is checked out; a connection that
       // dies mid-transaction emits 'error', which must fail this transaction, not the process.
       let broken: Error | undefined;
