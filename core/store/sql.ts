@@ -68,6 +68,12 @@ export interface SqlStoreOptions {
   overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
+  /**
+   * Most leaves and deleted ranges per write statement; larger batches are written by several
+   * statements in their transaction, with reads of untouched paths answered between them (a
+   * single-connection driver: PGlite). Default: unbounded (one statement).
+   */
+  chunkLeaves?: number;
 }
 
 /**
