@@ -13,6 +13,21 @@ export interface StampArgs {
   writeId?: string | null | undefined;
 }
 
+/**
+ * Mutations larger than this yield to the event loop between validating and committing, so one
+ * big mutation's work comes in pieces that other requests run between (docs/storage.md,
+ * "PGlite"). A yield costs a few microseconds; below this size the work takes well under 10 ms.
+ */
+const YIELD_BYTES = 256 * 1024;
+
+/**
+ * Lets waiting I/O (other requests) run. One setImmediate from I/O work runs in the same loop
+ * iteration's check phase, before any new I/O is polled; the second runs after the next poll.
+ */
+const yieldToEventLoop = async () => {
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+};
+
 function commitOptions(args: StampArgs): CommitOptions {
   return { ts: args.ts ?? undefined, writeId: args.writeId ?? undefined };
 }
@@ -24,7 +39,7 @@ export async function resolveMerge(
   const { limits } = ctx.gateway;
   // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
   const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
-  checkMutationSize(args.value, limits);
+  if (checkMutationSize(args.value, limits) > YIELD_BYTES) await yieldToEventLoop();
   return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }
 
@@ -39,6 +54,10 @@ export async function resolveMutate(
 ): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
   const mutation = mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits);
-  checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
+  if (
+    checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits) >
+    YIELD_BYTES
+  )
+    await yieldToEventLoop();
   return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }

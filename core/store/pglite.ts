@@ -18,6 +18,8 @@ import { createSqlStore } from "./sql.ts";
 export interface PgliteDatabase extends Db {
   /** The data folder, or undefined in memory. */
   readonly dataDir: string | undefined;
+  /** Ends the worker at once, as a crash would: pending operations fail (tests; close() is orderly). */
+  terminate(): Promise<void>;
 }
 
 export interface PgliteOpenOptions {
@@ -138,6 +140,9 @@ export async function openPglite(options: PgliteOpenOptions = {}): Promise<Pglit
         throw fromDatabase(error) ? error : new CommitOutcomeUnknown(error);
       }
       return result;
+    },
+    async terminate() {
+      await worker.terminate();
     },
     close() {
       closing ??= (async () => {
