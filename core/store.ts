@@ -166,6 +166,17 @@ export interface Store {
   explain?(path: Path): Promise<string>;
   /** The side-effect outbox (docs/interceptors.md); absent on stores without one. */
   readonly outbox?: Outbox;
+  /** The store's connections now (metrics; absent on stores without a pool). */
+  stats?(): StoreStats;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
+}
+
+export interface StoreStats {
+  /** Connections open. */
+  total: number;
+  /** Connections open and not in use. */
+  idle: number;
+  /** Operations waiting for a connection. */
+  waiting: number;
 }

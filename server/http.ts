@@ -19,6 +19,8 @@ import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
+import { type Metrics, useMetrics } from "./metrics.ts";
+import { withRequestId } from "./requests.ts";
 
 export interface KoraServerOptions {
   gateway: Gateway;
@@ -38,6 +40,8 @@ export interface KoraServerOptions {
    */
   authenticate?: Authenticator;
   log: Logger;
+  /** Prometheus metrics served at their path (server/metrics.ts); none when absent. */
+  metrics?: Metrics | undefined;
 }
 
 export interface KoraServer {
@@ -81,13 +85,13 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors reaching clients are logged by the mask (unexpected ones, with their id).
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.metrics ? [useMetrics(options.metrics)] : []), ...(options.plugins ?? [])],
   });
 
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
   const fastPath = (options.plugins ?? []).length === 0;
 
-  const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
       res.writeHead(200, { "content-type": "application/json" });
       res.end(JSON.stringify({ ok: true, store: gateway.store.kind, version: String(gateway.hub.cursor) }));
@@ -111,7 +115,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     }
     if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
     else void yoga(req, res);
-  });
+  }));
+  options.metrics?.observeServer(httpServer);
 
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
   const wsHandle = useServer<Record<string, unknown>>(

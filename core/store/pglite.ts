@@ -10,7 +10,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
-import type { Store } from "../store.ts";
+import type { Store, StoreStats } from "../store.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable } from "./db.ts";
 import { createSqlStore } from "./sql.ts";
 
@@ -20,6 +20,8 @@ export interface PgliteDatabase extends Db {
   readonly dataDir: string | undefined;
   /** Ends the worker at once, as a crash would: pending operations fail (tests; close() is orderly). */
   terminate(): Promise<void>;
+  /** Its one connection, and the operations sent to the worker and not yet answered. */
+  stats(): StoreStats;
 }
 
 export interface PgliteOpenOptions {
@@ -141,6 +143,7 @@ export async function openPglite(options: PgliteOpenOptions = {}): Promise<Pglit
       }
       return result;
     },
+    stats: () => ({ total: dead ? 0 : 1, idle: pending.size === 0 && !dead ? 1 : 0, waiting: Math.max(0, pending.size - 1) }),
     async terminate() {
       await worker.terminate();
     },
@@ -164,6 +167,7 @@ export async function createPgliteStore(options: PgliteStoreOptions = {}): Promi
     kind: "pglite",
     description: `embedded PostgreSQL (PGlite) ${where}`,
     chunkLeaves: options.chunkLeaves ?? 2000,
+    stats: () => db.stats(),
     onClose: async () => {
       if (!shared) await db.close();
     },

@@ -166,6 +166,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     overlap: true,
     description: describe(options.url),
     remoteFeed: listener.feed,
+    stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     onClose: async () => {
       await listener.stop();
       await pool.end();

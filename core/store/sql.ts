@@ -15,6 +15,7 @@ import type {
   ReadRequest,
   ReadResult,
   Store,
+  StoreStats,
   WriteContext,
   WriteRecord,
   WriteStamps,
@@ -68,6 +69,8 @@ export interface SqlStoreOptions {
   overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
+  /** The driver's connections now (Store.stats). */
+  stats?: () => StoreStats;
   /**
    * Most leaves and deleted ranges per write statement; larger batches are written by several
    * statements in their transaction, with reads of untouched paths answered between them (a
@@ -466,7 +469,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   ): Promise<void> {
     const budget = options.chunkLeaves;
     const parts = budget === undefined ? [items] : chunked(items, budget);
-    if (parts.length === 1) return flush(tx, items, newVersion);
+    if (parts.length <= 1) return flush(tx, items, newVersion);
     const w: Window = { mutations, waiting: [] };
     const drain = async () => {
       for (let next = w.waiting.shift(); next; next = w.waiting.shift()) {
@@ -1046,6 +1049,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   return {
     kind: options.kind,
     description: options.description,
+    ...(options.stats ? { stats: options.stats } : {}),
     feed,
     outbox,
     read: (requests) =>
