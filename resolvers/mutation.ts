@@ -14,19 +14,22 @@ export interface StampArgs {
 }
 
 /**
- * Mutations larger than this yield to the event loop between validating and committing, so one
- * big mutation's work comes in pieces that other requests run between (docs/storage.md,
- * "PGlite"). A yield costs a few microseconds; below this size the work takes well under 10 ms.
+ * A request that has held the event loop this long (ms) yields before its next step, so the work
+ * of one big mutation (a 100,000-leaf merge: validation, size check, commit) comes in slices that
+ * other requests run between (docs/storage.md, "PGlite"). Small mutations never reach it.
  */
-const YIELD_BYTES = 256 * 1024;
+const SLICE_MS = 20;
 
 /**
- * Lets waiting I/O (other requests) run. One setImmediate from I/O work runs in the same loop
- * iteration's check phase, before any new I/O is polled; the second runs after the next poll.
+ * Lets waiting I/O (other requests) run once `since` is more than SLICE_MS ago. One setImmediate
+ * from I/O work runs in the same loop iteration's check phase, before any new I/O is polled; the
+ * second runs after the next poll.
  */
-const yieldToEventLoop = async () => {
+async function yieldIfLong(since: number): Promise<number> {
+  if (performance.now() - since < SLICE_MS) return since;
   for (let i = 0; i < 2; i++) await new Promise<void>((resolve) => setImmediate(resolve));
-};
+  return performance.now();
+}
 
 function commitOptions(args: StampArgs): CommitOptions {
   return { ts: args.ts ?? undefined, writeId: args.writeId ?? undefined };
@@ -38,8 +41,11 @@ export async function resolveMerge(
 ): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
   // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
+  let slice = performance.now();
   const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
-  if (checkMutationSize(args.value, limits) > YIELD_BYTES) await yieldToEventLoop();
+  slice = await yieldIfLong(slice);
+  checkMutationSize(args.value, limits);
+  await yieldIfLong(slice);
   return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }
 
@@ -53,11 +59,10 @@ export async function resolveMutate(
   ctx: KoraContext,
 ): Promise<MutationOutcome> {
   const { limits } = ctx.gateway;
+  let slice = performance.now();
   const mutation = mutationFromInput({ merge: args.merge ?? undefined, delete: args.delete ?? undefined }, limits);
-  if (
-    checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits) >
-    YIELD_BYTES
-  )
-    await yieldToEventLoop();
+  slice = await yieldIfLong(slice);
+  checkMutationSize({ merge: args.merge ?? null, delete: args.delete ?? null }, limits);
+  await yieldIfLong(slice);
   return ctx.gateway.commit(mutation, ctx.caller, commitOptions(args));
 }

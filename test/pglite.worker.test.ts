@@ -12,9 +12,11 @@ import type { Client } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { type PgliteDatabase, createPgliteStore, openPglite } from "../core/store/index.ts";
 import type { Store } from "../core/store.ts";
+import { createGateway } from "../core/gateway.ts";
+import { deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
 import type { Mutation } from "../core/types.ts";
 import { wsClient } from "./helpers/clients.ts";
-import { pgliteTarget } from "./helpers/db.ts";
+import { pgliteTarget, sharedDatabase, uniqueSchema } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
 import {
   MERGE,
@@ -69,6 +71,9 @@ describe("a 100,000-leaf merge on PGlite", () => {
 
     // Reads one after the other for as long as the merge runs (bounded: it ends within the
     // test's timeout), each timed on its own.
+    // A read of the path being written, sent mid-merge: it waits for the commit (or comes
+    // before it), and never sees part of the merge.
+    let inside: Promise<unknown> | undefined;
     const readTimes: number[] = [];
     const watchTimes: number[] = [];
     client = wsClient(server.wsUrl);
@@ -78,6 +83,7 @@ describe("a 100,000-leaf merge on PGlite", () => {
       expect(r.errors).toBeUndefined();
       expect(r.data?.path).toEqual({ key: "untouched" });
       if (!done) readTimes.push(performance.now() - t0);
+      if (readTimes.length === 2) inside ??= http<{ path: Record<string, number> | null }>(url, PATH, { path: ["big"] });
 
       // A watch of another path started now gets its snapshot (its first event) in time.
       const events = new EventQueue<{ snapshot: boolean; merge: unknown }>();
@@ -109,6 +115,9 @@ describe("a 100,000-leaf merge on PGlite", () => {
     expect(watchTimes.length).toBeGreaterThanOrEqual(3);
     expect(Math.max(...readTimes)).toBeLessThan(BOUND_MS);
     expect(Math.max(...watchTimes)).toBeLessThan(BOUND_MS);
+
+    const seen = ((await inside) as { data?: { path: Record<string, number> | null } } | undefined)?.data?.path;
+    expect(seen === null || Object.keys(seen ?? {}).length === LEAVES).toBe(true);
 
     // And it committed whole, as one version.
     const read = await http<{ path: Record<string, number> }>(url, PATH, { path: ["big"] });
@@ -167,5 +176,43 @@ describe("the PGlite worker", () => {
     await store.close();
     store = await createPgliteStore({ dataDir: dir, schema: "kora" });
     expect(await store.read([{ path: ["a"] }])).toEqual({ version, values: [{ b: "kept" }] });
+  });
+});
+
+describe("chunked writes", () => {
+  it("leave exactly what one statement leaves: rows, tombstones, change log, counter", async () => {
+    const database = await sharedDatabase();
+    const schemas = [uniqueSchema(), uniqueSchema()];
+    // Two leaves per statement against one statement per batch.
+    const gateways = await Promise.all(
+      [2, 1e9].map(async (chunkLeaves, i) =>
+        createGateway({ store: await createPgliteStore({ database, schema: schemas[i] as string, chunkLeaves }), retention: { intervalMs: 0 } }),
+      ),
+    );
+    try {
+      const steps: Mutation[][] = [
+        [mergeAt(["a"], { x: 1, y: { z: 2, w: 3, u: { t: 4 } }, v: [1, { k: 2 }] }), mergeAt(["b"], "leaf")],
+        [mergeAt(["b"], { obj: 1, o2: { p: 2, q: 3 } })], // an object over a leaf
+        [mergeAt(["a", "y"], "a leaf over a subtree")],
+        [mutationFromInput({ delete: { a: { x: true }, c: true }, merge: { c: { d: 1, e: 2, f: 3 }, a: { n: { m: 1 } } } })],
+        [deleteAt(["b"]), mergeAt(["d"], { e: 1 }), mergeAt(["d", "e"], { f: 2, g: 3 }), deleteAt(["a", "v"])], // one batch
+      ];
+      for (const batch of steps) {
+        for (const g of gateways) await Promise.all(batch.map((m) => g.commit(m)));
+      }
+      const dump = async (schema: string) => ({
+        nodes: await database.query(`SELECT path, value::text AS v FROM "${schema}".nodes ORDER BY path COLLATE "C"`),
+        tombstones: await database.query(`SELECT path FROM "${schema}".tombstones ORDER BY path COLLATE "C"`),
+        changes: await database.query(`SELECT version::text, mutation::text FROM "${schema}".changes ORDER BY version`),
+        meta: await database.query(`SELECT version::text FROM "${schema}".meta`),
+      });
+      const [chunked, whole] = await Promise.all(schemas.map(dump));
+      expect(chunked).toEqual(whole);
+      expect(whole?.tombstones.length).toBeGreaterThan(0);
+      expect(whole?.meta).toEqual([{ version: "9" }]);
+    } finally {
+      for (const g of gateways) await g.close();
+      for (const schema of schemas) await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
   });
 });

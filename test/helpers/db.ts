@@ -21,11 +21,16 @@ export function uniqueSchema(): string {
 // schemas keep tests apart.
 let sharedPglite: Promise<PgliteDatabase> | undefined;
 
+/** This test worker's shared in-memory PGlite (stores on it need their own schema). */
+export function sharedDatabase(): Promise<PgliteDatabase> {
+  sharedPglite ??= openPglite();
+  return sharedPglite;
+}
+
 export const pgliteTarget: StoreTarget = {
   name: "pglite",
   async create() {
-    sharedPglite ??= openPglite();
-    const database = await sharedPglite;
+    const database = await sharedDatabase();
     const schema = uniqueSchema();
     const store = await createPgliteStore({ schema, database });
     return {
