@@ -184,6 +184,17 @@ export interface Store {
   readonly outbox?: Outbox;
   /** The state of the store's connections and change feed (without a round trip). */
   health(): StoreHealth;
+  /** The store's connections now (metrics; absent on stores without a pool). */
+  stats?(): StoreStats;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
+}
+
+export interface StoreStats {
+  /** Connections open. */
+  total: number;
+  /** Connections open and not in use. */
+  idle: number;
+  /** Operations waiting for a connection. */
+  waiting: number;
 }

@@ -16,6 +16,7 @@
  * answers with its own status codes and error format). Servers with extra yoga plugins never take
  * the fast path: their HTTP hooks must run.
  */
+import { AsyncResource } from "node:async_hooks";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type DocumentNode, type ExecutionResult, getOperationAST } from "graphql";
 import type { YogaServerInstance } from "graphql-yoga";
@@ -64,7 +65,8 @@ export function serveFast(yoga: Yoga, req: IncomingMessage, res: ServerResponse)
   const chunks: Buffer[] = [];
   req.on("data", (chunk: Buffer) => chunks.push(chunk));
   req.on("error", () => {}); // the socket is gone; nothing to answer
-  req.on("end", () => {
+  // Bound: listeners run in the socket's async context, and the request's (its id, server/requests.ts) must carry on.
+  req.on("end", AsyncResource.bind(() => {
     const text = Buffer.concat(chunks).toString("utf8");
     const fallback = () => {
       // whatwg-node uses an already-read body as is (as it does behind Express' body parser).
@@ -77,7 +79,7 @@ export function serveFast(yoga: Yoga, req: IncomingMessage, res: ServerResponse)
       },
       () => fallback(),
     );
-  });
+  }));
 }
 
 async function answer(yoga: Yoga, req: IncomingMessage, res: ServerResponse, text: string): Promise<boolean> {

@@ -22,6 +22,8 @@ import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, guardSockets } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
+import { type Metrics, useMetrics } from "./metrics.ts";
+import { withRequestId } from "./requests.ts";
 
 export interface KoraServerOptions {
   gateway: Gateway;
@@ -43,6 +45,8 @@ export interface KoraServerOptions {
   /** WebSocket keep-alive and the bound on a socket's unsent bytes (server/keepalive.ts). */
   keepAlive?: KeepAliveOptions;
   log: Logger;
+  /** Prometheus metrics served at their path (server/metrics.ts); none when absent. */
+  metrics?: Metrics | undefined;
 }
 
 export interface KoraServer {
@@ -93,6 +97,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       useReadiness({ gateway, shuttingDown: () => shuttingDown }),
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
+      ...(options.metrics ? [useMetrics(options.metrics)] : []),
       ...(options.plugins ?? []),
     ],
   });
@@ -100,7 +105,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
   const fastPath = (options.plugins ?? []).length === 0;
 
-  const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
+  const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
     const length = Number(req.headers["content-length"] ?? 0);
     if (length > maxMessageBytes) {
       res.writeHead(413, { "content-type": "application/json" });
@@ -119,7 +124,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     }
     if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
     else void yoga(req, res);
-  });
+  }));
+  options.metrics?.observeServer(httpServer);
 
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
   // Before useServer's own listener: a socket is guarded from its first message on.

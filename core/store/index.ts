@@ -1,4 +1,4 @@
-export { createPgliteStore, type PgliteStoreOptions } from "./pglite.ts";
+export { createPgliteStore, openPglite, type PgliteDatabase, type PgliteStoreOptions } from "./pglite.ts";
 export { createPostgresStore, type PostgresStoreOptions } from "./postgres.ts";
 
 import type { Store } from "../store.ts";

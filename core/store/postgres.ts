@@ -407,6 +407,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
       ...listener.health(),
       pool: { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount, max: options.poolSize ?? 10 },
     }),
+    stats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     onClose: async () => {
       await listener.stop();
       await pool.end();
