@@ -14,6 +14,7 @@ import { join } from "node:path";
 import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { listenerName } from "../../core/store/postgres.ts";
+import { type Sample, scrape } from "../helpers/metrics.ts";
 import { type ScratchCluster, postgresBinDir, startScratchCluster } from "./cluster.ts";
 import {
   type GatewayProcess,
@@ -110,8 +111,11 @@ describe.skipIf(!bin && process.env.KORA_REQUIRE_PG !== "1")("a gateway outlives
     return h;
   }
 
+  const total = (samples: Sample[], name: string) => samples.filter((x) => x.name === name).reduce((sum, x) => sum + x.value, 0);
+
   /** Outage scenarios share one shape: the fault, then every promise checked. */
   async function outage(fault: () => Promise<{ downAt: number; upAt: number }>) {
+    const metricsBefore = await Promise.all(gateways.map((g) => scrape(g.url)));
     const watchers = await watchBoth();
     const writers = startWriters(urls, 8);
     const readiness = pollReadiness(urls, 150);
@@ -152,6 +156,16 @@ describe.skipIf(!bin && process.env.KORA_REQUIRE_PG !== "1")("a gateway outlives
         expect(during.some((a) => a.status === 503), `gateway ${g.pid}: /readyz never said 503 during the outage`).toBe(true);
       }
       for (const a of readiness.answers) expect(a.ms).toBeLessThan(1000);
+      // /metrics, scraped and parsed: commits moved, and every failed write is a counted store error.
+      const metricsAfter = await Promise.all(gateways.map((g) => scrape(g.url)));
+      gateways.forEach((g, i) => {
+        const before = metricsBefore[i] as Sample[];
+        const after = metricsAfter[i] as Sample[];
+        const ownFailures = failed.filter((f) => f.url === g.url).length;
+        expect(total(after, "kora_commits_total")).toBeGreaterThan(total(before, "kora_commits_total"));
+        expect(total(after, "kora_store_errors_total") - total(before, "kora_store_errors_total")).toBeGreaterThanOrEqual(ownFailures);
+        expect(total(after, "kora_watches")).toBeGreaterThanOrEqual(2);
+      });
       return { failed, outcomes: writers.outcomes };
     } finally {
       await writers.stop();
