@@ -540,8 +540,13 @@ export class KoraClient {
             continue;
           }
           // A network failure (or a transient server one): keep the write, retry on reconnect.
-          if (this.connection === conn) this.dropConnection(error);
-          return;
+          if (this.connection === conn) {
+            this.dropConnection(error);
+            return;
+          }
+          // The connection had already been replaced: its send() found this loop running and
+          // returned, so the write goes again on the new connection now (or stays queued).
+          continue;
         }
         if (result.ts) this.hlc.receive(result.ts);
         w.committed = { version: Number(result.version), mutation: { merge: result.merge, delete: result.delete } };

@@ -1,6 +1,7 @@
 import type { CommitOptions } from "../core/conflicts.ts";
 import type { CommitResult } from "../core/store.ts";
-import { checkMutationSize, deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
+import { checkMutationSize, deleteAt, emptyTree, inflate, mergeAt, mutationFromInput, normalizeValue, validatePath } from "../core/tree.ts";
+import type { Limits, Mutation, Tree } from "../core/types.ts";
 import { pathArg } from "./args.ts";
 import type { KoraContext } from "./context.ts";
 
@@ -31,6 +32,31 @@ async function yieldIfLong(since: number): Promise<number> {
   return performance.now();
 }
 
+/** Keys normalized per slice of a big merged object (`mergeAtSliced`). */
+const GROUP = 2000;
+
+/**
+ * `mergeAt`, yielding between groups of a big object's keys: normalizing a 100,000-key value
+ * took one 100 ms block. Each group is normalized by `normalizeValue` itself (same checks, same
+ * messages); anything but a plain object with more keys than a group goes to `mergeAt` at once.
+ */
+async function mergeAtSliced(path: readonly string[], value: unknown, limits: Limits, since: number): Promise<Mutation> {
+  const proto = value !== null && typeof value === "object" && !Array.isArray(value) ? Object.getPrototypeOf(value) : undefined;
+  const keys = proto === Object.prototype || proto === null ? Object.keys(value as object) : [];
+  if (keys.length <= GROUP) return mergeAt(path, value, limits);
+  validatePath(path, limits);
+  let node: Tree | undefined;
+  let slice = since;
+  for (let i = 0; i < keys.length; i += GROUP) {
+    const group = emptyTree();
+    for (const key of keys.slice(i, i + GROUP)) group[key] = (value as Record<string, unknown>)[key] as Tree;
+    const part = normalizeValue(group, path, limits) as Tree | undefined;
+    if (part) node = node ? Object.assign(node, part) : part;
+    slice = await yieldIfLong(slice);
+  }
+  return { merge: node === undefined ? emptyTree() : (inflate(path, node) as Tree), delete: Object.create(null) };
+}
+
 function commitOptions(args: StampArgs): CommitOptions {
   return { ts: args.ts ?? undefined, writeId: args.writeId ?? undefined };
 }
@@ -42,7 +68,7 @@ export async function resolveMerge(
   const { limits } = ctx.gateway;
   // Normalize first: it fails fast on hostile nesting, which would overflow JSON.stringify.
   let slice = performance.now();
-  const mutation = mergeAt(pathArg(args.path, limits), args.value, limits);
+  const mutation = await mergeAtSliced(pathArg(args.path, limits), args.value, limits, slice);
   slice = await yieldIfLong(slice);
   checkMutationSize(args.value, limits);
   await yieldIfLong(slice);

@@ -125,6 +125,34 @@ describe("a 100,000-leaf merge on PGlite", () => {
   });
 });
 
+describe("a big merge validated in groups of keys", () => {
+  let server: TestServer | undefined;
+  afterEach(async () => {
+    await server?.close();
+    server = undefined;
+  });
+
+  it("fails whole, with the message a small one gets, on a bad key deep inside", async () => {
+    server = await startTestServer(pgliteTarget);
+    const { url } = server;
+    const bad = "bad\u0001key";
+    const big: Record<string, unknown> = {};
+    for (let i = 0; i < 5000; i++) big[`k${i}`] = i === 4500 ? { [bad]: 1 } : i;
+    const r = await http(url, MERGE, { path: ["g"], value: big });
+    const small = await http(url, MERGE, { path: ["g"], value: { k4500: { [bad]: 1 } } });
+    expect(r.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    expect(r.errors?.[0]?.message).toBe(small.errors?.[0]?.message);
+    expect(await http(url, PATH, { path: ["g"] })).toEqual({ data: { path: null } });
+    // And a good one keeps every key, __proto__ included, as plain data.
+    big.k4500 = 4500;
+    Object.defineProperty(big, "__proto__", { value: "plain", enumerable: true });
+    expect((await http(url, MERGE.replace("{ version merge delete }", "{ version }"), { path: ["g"], value: big })).errors).toBeUndefined();
+    const back = (await http<{ path: Record<string, unknown> }>(url, PATH, { path: ["g"] })).data?.path ?? {};
+    expect(Object.keys(back).length).toBe(5001);
+    expect(Object.getOwnPropertyDescriptor(back, "__proto__")?.value).toBe("plain");
+  });
+});
+
 describe("the PGlite worker", () => {
   let database: PgliteDatabase | undefined;
   let store: Store | undefined;
