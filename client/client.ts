@@ -65,6 +65,14 @@ export interface ClientOptions {
   subscriptions?: Path | undefined;
   /** Reconnect backoff: first delay, cap (ms). Each delay is randomized (jitter). */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Keep-alive over WebSocket: a ping every `pingIntervalMs` (default 5,000; 0: off), and a
+   * connection that does not answer within `pongTimeoutMs` (default 3,000) counts as dropped:
+   * `status` turns `offline` and the client reconnects.
+   */
+  keepAlive?: { pingIntervalMs?: number; pongTimeoutMs?: number };
+  /** How long a connection may take to open (ms, default 10,000). */
+  connectTimeoutMs?: number;
   /** Start without connecting (call `connect()`); default false. */
   startOffline?: boolean;
   /** Delay before the replica is saved after a change (ms, default 50). The queue saves at once. */
@@ -181,7 +189,8 @@ export class KoraClient {
   private visible: Tree = emptyTree();
   private queue: PendingWrite[] = [];
   private readonly subs = new Map<string, Sub>();
-  private readonly listeners = new Map<string, { path: Path; fns: Set<(v: Node | undefined) => void>; last: Node | undefined }>();
+  /** Watch listeners; each remembers the value it was last called with (`active` once loaded). */
+  private readonly listeners = new Set<{ path: Path; fn: (v: Node | undefined) => void; last: Node | undefined; active: boolean }>();
   private readonly errorListeners = new Set<(e: WriteError) => void>();
   private readonly waiters = new Map<string, { resolve: (r: PendingWrite) => void; reject: (e: unknown) => void }>();
   private connection: Connection | undefined;
@@ -196,6 +205,15 @@ export class KoraClient {
   private storedSubs = new Set<string>();
   private generation = 0;
   private loaded = false;
+  /** Set once `close()` persisted the last state: no more storage writes from this instance. */
+  private sealed = false;
+  private releaseLock: () => Promise<void> = async () => {};
+  private closing: Promise<void> | undefined;
+  /**
+   * Resolves once the stored state is loaded (replica, cursors, queue): `get`, `queued()` and
+   * `pending` show it from then on. Rejects when the storage is damaged or held by another
+   * instance (`StorageInUseError`); every write then rejects with the same error.
+   */
   readonly ready: Promise<void>;
 
   constructor(options: ClientOptions) {
@@ -205,7 +223,14 @@ export class KoraClient {
     if (options.transport) this.transport = options.transport;
     else {
       if (!options.url) throw new Error("createClient needs a url (or a transport)");
-      this.transport = wsTransport({ url: options.url, token: options.token, webSocketImpl: options.webSocketImpl });
+      this.transport = wsTransport({
+        url: options.url,
+        token: options.token,
+        webSocketImpl: options.webSocketImpl,
+        pingIntervalMs: options.keepAlive?.pingIntervalMs,
+        pongTimeoutMs: options.keepAlive?.pongTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+      });
     }
     this.wantOnline = !options.startOffline;
     this.ready = this.load();
@@ -218,6 +243,17 @@ export class KoraClient {
   // Loading and saving
 
   private async load(): Promise<void> {
+    this.releaseLock = (await this.storage.lock?.()) ?? (async () => {});
+    try {
+      await this.loadLocked();
+    } catch (error) {
+      this.sealed = true;
+      await this.releaseLock();
+      throw error;
+    }
+  }
+
+  private async loadLocked(): Promise<void> {
     const meta = (await this.storage.get("meta")) as { nodeId: string; hlc: HlcState } | undefined;
     this.nodeId = meta?.nodeId ?? randomNodeId();
     this.hlc = new Hlc(this.nodeId, { clock: this.options.now ?? Date.now, state: meta?.hlc });
@@ -229,7 +265,8 @@ export class KoraClient {
     this.queue = ((await this.storage.get("queue")) as PendingWrite[] | undefined) ?? [];
     this.recompute();
     this.loaded = true;
-    await this.storage.set("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
+    await this.put("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
+    if (this.closed) return;
     if (this.options.subscriptions) this.retain(this.options.subscriptions);
     if (this.wantOnline) this.connectNow();
   }
@@ -243,18 +280,24 @@ export class KoraClient {
     return { path: [...path], key: keyOf(path), since, refs: 0, stop: undefined, live: false };
   }
 
+  /** Every write to storage goes through here: once closed, this instance writes nothing more. */
+  private put(key: string, value: unknown): Promise<void> {
+    return this.sealed ? Promise.resolve() : this.storage.set(key, value);
+  }
+
   private saveQueue(): void {
+    if (this.sealed) return;
     const queue = this.queue.map((w) => ({ ...w }));
     const hlc = this.hlc.current;
     this.saves = this.saves.then(async () => {
-      await this.storage.set("queue", queue);
-      await this.storage.set("meta", { nodeId: this.nodeId, hlc });
+      await this.put("queue", queue);
+      await this.put("meta", { nodeId: this.nodeId, hlc });
     });
     this.saves.catch(() => {});
   }
 
   private saveReplicaSoon(): void {
-    if (this.saveTimer) return;
+    if (this.saveTimer || this.sealed) return;
     this.saveTimer = setTimeout(() => {
       this.saveTimer = undefined;
       this.saveReplica();
@@ -266,7 +309,7 @@ export class KoraClient {
       confirmed: this.confirmed,
       subs: [...this.subs.values()].map((s) => ({ path: [...s.path], since: s.since })),
     };
-    this.saves = this.saves.then(() => this.storage.set("replica", state));
+    this.saves = this.saves.then(() => this.put("replica", state));
     this.saves.catch(() => {});
   }
 
@@ -294,24 +337,23 @@ export class KoraClient {
    * restart) and calls `listener` with the value now and after every local or remote change.
    */
   watch(path: Path, listener: (value: Node | undefined) => void): () => void {
-    const key = keyOf(path);
-    let entry = this.listeners.get(key);
-    if (!entry) {
-      entry = { path: [...path], fns: new Set(), last: this.get(path) };
-      this.listeners.set(key, entry);
-    }
-    entry.fns.add(listener);
+    const entry = { path: [...path], fn: listener, last: undefined as Node | undefined, active: false };
+    this.listeners.add(entry);
     this.afterLoad(() => {
-      if (entry.fns.has(listener)) listener(this.get(path));
-      this.retain(path);
+      if (!this.listeners.has(entry)) return;
+      // Called once with the loaded value, then only when it changes (never twice with one value).
+      entry.active = true;
+      entry.last = this.get(entry.path);
+      this.retain(entry.path);
+      listener(entry.last);
     });
     let stopped = false;
     return () => {
       if (stopped) return;
       stopped = true;
-      entry.fns.delete(listener);
-      if (entry.fns.size === 0) this.listeners.delete(key);
-      this.afterLoad(() => this.release(path));
+      const wasActive = entry.active;
+      this.listeners.delete(entry);
+      if (wasActive) this.release(entry.path);
     };
   }
 
@@ -382,6 +424,7 @@ export class KoraClient {
   private applyInbox(): void {
     const batch = this.inbox;
     this.inbox = [];
+    if (this.closed) return;
     const owned = new WeakSet<object>();
     let tree = this.confirmed;
     let stored = false;
@@ -395,6 +438,7 @@ export class KoraClient {
       } else tree = applyOwned(tree, { merge: event.merge, delete: event.delete }, owned);
       sub.since = event.version;
       sub.live = true;
+      this.attempt = 0;
       if (this.options.subscriptions && sub.key === keyOf(this.options.subscriptions)) stored = true;
     }
     this.confirmed = tree;
@@ -458,12 +502,13 @@ export class KoraClient {
 
   private setVisible(tree: Tree): void {
     this.visible = tree;
-    for (const entry of this.listeners.values()) {
+    for (const entry of [...this.listeners]) {
+      if (!entry.active || !this.listeners.has(entry)) continue;
       const value = getNode(tree, entry.path);
       // Unchanged subtrees keep their identity (applyMutation copies only the paths it touches).
       if (value === entry.last) continue;
       entry.last = value;
-      for (const fn of [...entry.fns]) fn(value);
+      entry.fn(value);
     }
   }
 
@@ -535,7 +580,8 @@ export class KoraClient {
         try {
           result = await conn.write({ merge: w.merge, delete: w.delete, ts: w.ts, writeId: w.id });
         } catch (error) {
-          if (error instanceof ServerError && error.code !== "INTERNAL_SERVER_ERROR" && error.code !== "RATE_LIMITED") {
+          if (this.closed) return;
+          if (error instanceof ServerError && !RETRIED.has(error.code)) {
             this.reject(w, error);
             continue;
           }
@@ -543,6 +589,10 @@ export class KoraClient {
           if (this.connection === conn) this.dropConnection(error);
           return;
         }
+        // A reply for a closed instance (or an old connection) changes nothing: the next instance
+        // on this storage replays the write and the server answers with this same result.
+        if (this.closed || conn !== this.connection) return;
+        this.attempt = 0;
         if (result.ts) this.hlc.receive(result.ts);
         w.committed = { version: Number(result.version), mutation: { merge: result.merge, delete: result.delete } };
         this.waiters.get(w.id)?.resolve(w);
@@ -599,7 +649,9 @@ export class KoraClient {
             conn.close();
             return;
           }
-          this.attempt = 0;
+          // The backoff resets once something succeeds on the connection (an event or a commit),
+          // not merely on connecting: a server that accepts sockets but answers UNAVAILABLE
+          // is retried with growing delays.
           this.connection = conn;
           this.status.set("syncing");
           for (const sub of this.subs.values()) if (sub.refs > 0) this.startSub(sub, conn);
@@ -669,16 +721,42 @@ export class KoraClient {
     });
   }
 
-  /** Persists, closes the connection and stops. */
-  async close(): Promise<void> {
-    await this.ready;
-    this.disconnect();
+  /**
+   * Stops this instance: closes the connection, persists what is not yet persisted, releases the
+   * storage (another instance may open it once this resolves) and writes nothing more. Writes
+   * still queued stay in storage for the next instance on it; their promises stay pending (they
+   * neither resolve nor reject: the write is neither committed nor refused). Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true;
-    for (const [id, waiter] of this.waiters) waiter.reject(new Error(`client closed; write ${id} stays queued for the next run`));
+    this.wantOnline = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.dropConnection(undefined, true);
     this.waiters.clear();
-    await this.flush();
+    try {
+      await this.ready;
+    } catch {
+      return; // never loaded: nothing to persist, and the lock is already released
+    }
+    if (this.saveTimer) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      this.saveReplica();
+    }
+    await this.saves.catch(() => {});
+    this.sealed = true;
+    await this.releaseLock();
   }
 }
+
+/** Server errors after which a write stays queued and is retried on a later connection, with backoff. */
+const RETRIED = new Set(["INTERNAL_SERVER_ERROR", "RATE_LIMITED", "UNAVAILABLE"]);
 
 /** Creates a client; it loads its persisted state and connects in the background (`client.ready`). */
 /** A mutation within the size limit (the server measures the same JSON). */
