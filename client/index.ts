@@ -11,7 +11,7 @@ export {
   KoraClient,
   createClient,
 } from "./client.ts";
-export { type ClientStorage, memoryStorage } from "./storage.ts";
+export { type ClientStorage, StorageInUseError, memoryStorage } from "./storage.ts";
 export { indexedDbStorage } from "./indexeddb.ts";
 export {
   type Connection,
@@ -19,6 +19,7 @@ export {
   type WireEvent,
   type WireResult,
   type WsTransportOptions,
+  ConnectionDeadError,
   ServerError,
   wsTransport,
 } from "./transport.ts";
