@@ -41,8 +41,29 @@ export interface PendingWrite {
   ts: string;
   merge: Tree;
   delete: DeleteTree;
-  /** Set once the server committed it: its version and the mutation as committed. */
-  committed?: { version: number; mutation: Mutation } | undefined;
+  /**
+   * Set once the server committed it: its version, the mutation as committed (what of the write
+   * won, docs/conflicts.md) and the paths of the parts that lost to later writes, if any.
+   */
+  committed?: { version: number; mutation: Mutation; lost?: Path[] | undefined } | undefined;
+}
+
+/**
+ * A local write lost, whole or in part, to a later write per leaf (last writer wins by HLC stamp):
+ * the app can say "your edit was overwritten". Reported once the replica shows the winner.
+ */
+export interface Conflict {
+  /** The local write that lost (as queued: its id, stamp and mutation). */
+  write: PendingWrite;
+  /** Each losing part: its path, the value this write set there (undefined: a delete) and the winner's value now. */
+  lost: { path: Path; local: Node | undefined; winner: Node | undefined }[];
+  /** The losing write's stamp. */
+  ts: string;
+  /**
+   * The winning write's stamp. The server does not report it yet (MutationResult carries only the
+   * committed part), so this is undefined; the winner is known to be later than `ts`.
+   */
+  winnerTs: string | undefined;
 }
 
 /** A write the server refused (on first send or on a replay): it was rolled back locally. */
@@ -192,6 +213,10 @@ export class KoraClient {
   /** Watch listeners; each remembers the value it was last called with (`active` once loaded). */
   private readonly listeners = new Set<{ path: Path; fn: (v: Node | undefined) => void; last: Node | undefined; active: boolean }>();
   private readonly errorListeners = new Set<(e: WriteError) => void>();
+  private readonly conflictListeners = new Set<(c: Conflict) => void>();
+  /** Internal hooks for createTabClient (client/tabs.ts): visible tree changes, settled writes. */
+  private readonly visibleHooks = new Set<(tree: Tree) => void>();
+  private readonly settleHooks = new Set<(id: string, result: { write: PendingWrite } | { error: ServerError }) => void>();
   private readonly waiters = new Map<string, { resolve: (r: PendingWrite) => void; reject: (e: unknown) => void }>();
   private connection: Connection | undefined;
   private wantOnline = true;
@@ -357,6 +382,28 @@ export class KoraClient {
     };
   }
 
+  /**
+   * Calls `listener` when a local write lost to a later write (per-leaf last writer wins), with
+   * the losing write, what lost and the winning values. A write that wins, or a later edit
+   * elsewhere that simply follows a committed write, is not a conflict. Returns an unsubscribe.
+   */
+  onConflict(listener: (c: Conflict) => void): () => void {
+    this.conflictListeners.add(listener);
+    return () => this.conflictListeners.delete(listener);
+  }
+
+  /** @internal createTabClient's view of the leader's replica. */
+  observeVisible(hook: (tree: Tree) => void): () => void {
+    this.visibleHooks.add(hook);
+    return () => this.visibleHooks.delete(hook);
+  }
+
+  /** @internal Committed or refused writes, whoever queued them (the tab leader tells the other tabs). */
+  observeSettled(hook: (id: string, result: { write: PendingWrite } | { error: ServerError }) => void): () => void {
+    this.settleHooks.add(hook);
+    return () => this.settleHooks.delete(hook);
+  }
+
   onError(listener: (e: WriteError) => void): () => void {
     this.errorListeners.add(listener);
     return () => this.errorListeners.delete(listener);
@@ -476,16 +523,22 @@ export class KoraClient {
   /** Drops committed writes that every watch they touch has delivered. */
   private settle(): void {
     const before = this.queue.length;
+    const lost: PendingWrite[] = [];
     this.queue = this.queue.filter((w) => {
       if (!w.committed) return true;
       const { version, mutation } = w.committed;
+      // A write that lost parts waits until the watches over those parts show the winner (the
+      // commit's version is at least the winner's), so the conflict can report it.
+      const relevant = w.committed.lost?.length ? { merge: w.merge, delete: w.delete } : mutation;
       for (const sub of this.subs.values()) {
         if (sub.refs === 0) continue; // dormant: it catches up (and resyncs) when watched again
-        if (restrict(mutation, sub.path) === null) continue;
+        if (restrict(relevant, sub.path) === null) continue;
         if (sub.since === undefined || Number(sub.since) < version) return true;
       }
+      if (w.committed.lost?.length) lost.push(w);
       return false;
     });
+    for (const w of lost) this.reportConflict(w);
     if (this.queue.length !== before) {
       this.saveQueue();
       this.pending.set(this.queue.length);
@@ -500,8 +553,24 @@ export class KoraClient {
     this.pending.set(this.queue.length);
   }
 
+  private reportConflict(w: PendingWrite): void {
+    if (this.conflictListeners.size === 0) return;
+    const conflict: Conflict = {
+      write: { ...w },
+      lost: (w.committed?.lost ?? []).map((path) => ({
+        path,
+        local: getNode(applyMutation(emptyTree(), { merge: w.merge, delete: emptyTree() as DeleteTree }), path),
+        winner: getNode(this.confirmed, path),
+      })),
+      ts: w.ts,
+      winnerTs: undefined,
+    };
+    for (const l of [...this.conflictListeners]) l(conflict);
+  }
+
   private setVisible(tree: Tree): void {
     this.visible = tree;
+    for (const hook of [...this.visibleHooks]) hook(tree);
     for (const entry of [...this.listeners]) {
       if (!entry.active || !this.listeners.has(entry)) continue;
       const value = getNode(tree, entry.path);
@@ -538,9 +607,9 @@ export class KoraClient {
    * Queues a normalized mutation. The promise resolves once the server committed it and
    * rejects with a ServerError if the server refused it (the error listeners hear it too).
    */
-  private write(m: Mutation): Promise<PendingWrite> {
+  private write(m: Mutation, id?: string): Promise<PendingWrite> {
     // Once loaded, a write is queued before this returns (so `queued()` shows it at once).
-    const done = this.loaded ? Promise.resolve(this.enqueue(m)).then((p) => p) : this.ready.then(() => this.enqueue(m));
+    const done = this.loaded ? Promise.resolve(this.enqueue(m, id)).then((p) => p) : this.ready.then(() => this.enqueue(m, id));
     done.catch(() => {});
     return done;
   }
@@ -550,11 +619,36 @@ export class KoraClient {
     return this.queue.map((w) => ({ ...w }));
   }
 
-  private enqueue(m: Mutation): PendingWrite | Promise<PendingWrite> {
+  /**
+   * @internal A write with a given id (createTabClient: another tab's write, which that tab may
+   * hand to the next leader again): a write with an id already queued is not queued twice.
+   */
+  writeAs(id: string, m: Mutation): Promise<PendingWrite> {
+    return this.write(checked(mutationFromInput(m, this.limits), this.limits), id);
+  }
+
+  private enqueue(m: Mutation, id?: string): PendingWrite | Promise<PendingWrite> {
     {
       if (this.closed) throw new Error("client is closed");
+      const existing = id === undefined ? undefined : this.queue.find((x) => x.id === id);
+      if (existing) {
+        if (existing.committed) return { ...existing };
+        return new Promise<PendingWrite>((resolve, reject) => {
+          const prior = this.waiters.get(existing.id);
+          this.waiters.set(existing.id, {
+            resolve: (w) => {
+              prior?.resolve(w);
+              resolve(w);
+            },
+            reject: (e) => {
+              prior?.reject(e);
+              reject(e);
+            },
+          });
+        });
+      }
       const ts = this.hlc.now();
-      const w: PendingWrite = { id: `${this.nodeId}-${ts.slice(0, 21)}-${++this.writeCounter}`, ts, merge: m.merge, delete: m.delete };
+      const w: PendingWrite = { id: id ?? `${this.nodeId}-${ts.slice(0, 21)}-${++this.writeCounter}`, ts, merge: m.merge, delete: m.delete };
       if (isEmptyMutation(m)) return w;
       this.queue.push(w);
       this.setVisible(applyMutation(this.visible, m));
@@ -594,7 +688,10 @@ export class KoraClient {
         if (this.closed || conn !== this.connection) return;
         this.attempt = 0;
         if (result.ts) this.hlc.receive(result.ts);
-        w.committed = { version: Number(result.version), mutation: { merge: result.merge, delete: result.delete } };
+        const committed = { merge: result.merge, delete: result.delete };
+        const lost = lostParts(w, committed);
+        w.committed = { version: Number(result.version), mutation: committed, ...(lost.length ? { lost } : {}) };
+        for (const hook of [...this.settleHooks]) hook(w.id, { write: w });
         this.waiters.get(w.id)?.resolve(w);
         this.waiters.delete(w.id);
         this.saveQueue();
@@ -615,6 +712,7 @@ export class KoraClient {
     const waiter = this.waiters.get(w.id);
     this.waiters.delete(w.id);
     waiter?.reject(error);
+    for (const hook of [...this.settleHooks]) hook(w.id, { error });
     for (const l of [...this.errorListeners]) l({ write: w, error });
   }
 
@@ -753,6 +851,35 @@ export class KoraClient {
     this.sealed = true;
     await this.releaseLock();
   }
+}
+
+/** Paths of the parts of `w` that are not in the mutation as committed: they lost to later writes. */
+function lostParts(w: PendingWrite, committed: Mutation): Path[] {
+  const lost: Path[] = [];
+  const leaves = (t: Tree, path: string[], visit: (p: string[], v: Node) => void) => {
+    for (const k in t) {
+      const v = t[k] as Node;
+      if (isTree(v)) leaves(v, [...path, k], visit);
+      else visit([...path, k], v);
+    }
+  };
+  leaves(w.merge, [], (path, value) => {
+    if (JSON.stringify(getNode(committed.merge, path)) !== JSON.stringify(value)) lost.push(path);
+  });
+  const marks = (d: DeleteTree, path: string[]) => {
+    for (const k in d) {
+      const v = d[k] as true | DeleteTree;
+      if (v === true) {
+        // Deleted as a whole, or only its older parts (a newer leaf under it survived): lost in part.
+        const at = [...path, k];
+        let covered = false;
+        for (let i = 1; i <= at.length && !covered; i++) covered = getNode(committed.delete as Tree, at.slice(0, i)) === true;
+        if (!covered) lost.push(at);
+      } else marks(v, [...path, k]);
+    }
+  };
+  marks(w.delete, []);
+  return lost;
 }
 
 /** Server errors after which a write stays queued and is retried on a later connection, with backoff. */

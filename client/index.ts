@@ -5,6 +5,7 @@
 export {
   type ClientOptions,
   type Observable,
+  type Conflict,
   type PendingWrite,
   type Status,
   type WriteError,
