@@ -43,10 +43,10 @@ export function indexedDbStorage(name = "kora-client", factory: IDBFactory = glo
 }
 
 /**
- * Takes the Web Lock `lockName` if it is free; resolves to its release. Without the Web Locks API
+ * Takes the Web Lock `lockName` if it is free (or, with `wait`, once it is); resolves to its release. Without the Web Locks API
  * (old browsers, some workers) there is nothing to coordinate with: no guard.
  */
-export function webLock(lockName: string, what: string): Promise<() => Promise<void>> {
+export function webLock(lockName: string, what: string, wait = false): Promise<() => Promise<void>> {
   const locks = (globalThis.navigator as Navigator | undefined)?.locks;
   if (!locks) return Promise.resolve(async () => {});
   return new Promise((resolve, reject) => {
@@ -55,7 +55,7 @@ export function webLock(lockName: string, what: string): Promise<() => Promise<v
       release = r;
     });
     locks
-      .request(lockName, { ifAvailable: true }, (lock) => {
+      .request(lockName, wait ? {} : { ifAvailable: true }, (lock) => {
         if (!lock) {
           reject(new StorageInUseError(`${what} is open by another client (in this tab or another); close it first, or share it with createTabClient`));
           return;

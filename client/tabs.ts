@@ -11,7 +11,7 @@
 import { applyMutation, deleteAt, emptyTree, getNode, mergeAt, mutationFromInput } from "../core/tree.ts";
 import type { Mutation, Node, Path, Tree } from "../core/types.ts";
 import { type ClientOptions, type Conflict, KoraClient, type Observable, type PendingWrite, type Status, type WriteError } from "./client.ts";
-import { indexedDbStorage } from "./indexeddb.ts";
+import { indexedDbStorage, webLock } from "./indexeddb.ts";
 import { ServerError } from "./transport.ts";
 
 export interface TabClientOptions extends Omit<ClientOptions, "storage"> {
@@ -111,7 +111,11 @@ export class TabClient {
   // Leading
 
   private async lead(): Promise<void> {
-    const inner = new KoraClient({ ...this.options, storage: indexedDbStorage(this.options.name), startOffline: !this.wantOnline });
+    // The storage lock of a leader that just went away (a closed or reloading tab) may be released
+    // a moment after its leadership: the new leader waits for it rather than being refused.
+    const name = this.options.name;
+    const storage = { ...indexedDbStorage(name), lock: () => webLock(`kora-storage:${name}`, `IndexedDB database "${name}"`, true) };
+    const inner = new KoraClient({ ...this.options, storage, startOffline: !this.wantOnline });
     this.inner = inner;
     inner.observeVisible((tree) => this.broadcastState(tree));
     inner.status.subscribe(() => this.broadcastState());
@@ -213,10 +217,13 @@ export class TabClient {
       case "settled":
         if (!leading) this.settled(m);
         break;
+      // Going offline or online on purpose is the group's choice: a tab that leads later follows it.
       case "connect":
+        this.wantOnline = true;
         if (leading) this.inner?.connect();
         break;
       case "disconnect":
+        this.wantOnline = false;
         if (leading) this.inner?.disconnect();
         break;
     }
@@ -331,16 +338,18 @@ export class TabClient {
     return [...this.unstored].map(([id, m]) => ({ id, merge: m.merge, delete: m.delete }));
   }
 
+  /** Connects the group (whichever tab leads). */
   connect(): void {
     this.wantOnline = true;
-    if (this.inner) this.inner.connect();
-    else this.post({ t: "connect" });
+    this.inner?.connect();
+    this.post({ t: "connect" });
   }
 
+  /** Takes the group offline on purpose, until `connect()` in any tab. */
   disconnect(): void {
     this.wantOnline = false;
-    if (this.inner) this.inner.disconnect();
-    else this.post({ t: "disconnect" });
+    this.inner?.disconnect();
+    this.post({ t: "disconnect" });
   }
 
   /** Resolves once online (the leader's connection) with nothing pending. */

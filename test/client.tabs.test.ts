@@ -79,6 +79,12 @@ describe.runIf(enabled)("tabs of one origin in Chromium", () => {
     const b = await context.newPage();
     watchSockets(a);
     watchSockets(b);
+    for (const [name, p] of [["a", a], ["b", b]] as const) {
+      p.on("console", (m) => {
+        if (m.type() === "error" || m.type() === "warning") console.warn(`tab ${name}: ${m.text()}`);
+      });
+      p.on("pageerror", (e) => console.warn(`tab ${name}: ${e.message}`));
+    }
     await a.goto(url());
     await ready(a);
     await b.goto(url());
