@@ -14,6 +14,7 @@ export {
 } from "./client.ts";
 export { type ClientStorage, StorageInUseError, memoryStorage } from "./storage.ts";
 export { indexedDbStorage } from "./indexeddb.ts";
+export { type TabClientOptions, TabClient, createTabClient } from "./tabs.ts";
 export {
   type Connection,
   type Transport,

@@ -64,6 +64,9 @@ describe("the packed package", () => {
   it("has no TypeScript sources in its exports and serves from its bin", async () => {
     const pkg = JSON.parse(await readFile(join(app, "node_modules/kora/package.json"), "utf8")) as { exports: Record<string, unknown> };
     expect(JSON.stringify(pkg.exports)).not.toMatch(/(?<!\.d)\.ts"/);
+    // kora/react ships too (React is an optional peer: this app has none, and needs none for the rest).
+    expect(Object.keys(pkg.exports)).toContain("./react");
+    await readFile(join(app, "node_modules/kora/dist/client/react.js"), "utf8");
     const res = await fetch(`${serverUrl.replace(/\/graphql$/, "")}/healthz`);
     expect(res.status).toBe(200);
   });
