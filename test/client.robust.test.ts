@@ -265,3 +265,51 @@ describe("dead connections", () => {
     expect(c.queued()).toHaveLength(0);
   }, 60_000);
 });
+
+describe("a closed instance", () => {
+  it("ignores a reply that arrives after close() and writes nothing more to its storage", async () => {
+    // A transport whose connection ignores close(), as a reply already in a socket buffer would:
+    // the reply is handed to the client after close() resolved.
+    let reply: ((r: { version: string; merge: Record<string, unknown>; delete: Record<string, unknown>; ts: string }) => void) | undefined;
+    let sent: { ts: string; merge: Record<string, unknown> } | undefined;
+    const transport = {
+      async connect() {
+        return {
+          watch: () => () => {},
+          write: (request: { ts: string; merge: Record<string, unknown> }) => {
+            sent = request;
+            return new Promise<never>((resolve) => {
+              reply = resolve as never;
+            });
+          },
+          close() {},
+        };
+      },
+    };
+    const { memoryStorage } = await import("../client/index.ts");
+    const storage = memoryStorage();
+    let writesAfterClose = 0;
+    let closedAt = false;
+    const set = storage.set.bind(storage);
+    storage.set = async (key, value) => {
+      if (closedAt) writesAfterClose++;
+      await set(key, value);
+    };
+    const a = createClient({ storage, transport });
+    clients.push(a);
+    await a.ready;
+    void a.merge(["late", "x"], 1);
+    await until(() => reply !== undefined, "the write sent");
+    await a.close();
+    closedAt = true;
+    reply?.({ version: "7", merge: sent?.merge ?? {}, delete: {}, ts: sent?.ts ?? "" });
+    await new Promise((r) => setImmediate(r));
+    await a.flush();
+    expect(writesAfterClose).toBe(0);
+    const b = createClient({ storage, transport, startOffline: true });
+    clients.push(b);
+    await b.ready;
+    // Still queued, uncommitted: the next instance replays it (the server answers by write id).
+    expect(b.queued().map((w) => [w.merge, w.committed])).toEqual([[{ late: { x: 1 } }, undefined]]);
+  });
+});
