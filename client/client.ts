@@ -126,6 +126,18 @@ interface Persisted {
 
 const keyOf = (path: Path) => JSON.stringify(path);
 
+/**
+ * Calls an app's listener. A listener that throws must not break the client's state or, called
+ * from a socket or timer callback, end the host process: the error is reported and delivery goes on.
+ */
+export function callListener<A extends unknown[]>(fn: (...args: A) => void, ...args: A): void {
+  try {
+    fn(...args);
+  } catch (error) {
+    console.error("kora/client: a listener threw (the client goes on):", error);
+  }
+}
+
 function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
   let value = initial;
   const listeners = new Set<(v: T) => void>();
@@ -135,13 +147,13 @@ function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
     },
     subscribe(listener) {
       listeners.add(listener);
-      listener(value);
+      callListener(listener, value);
       return () => listeners.delete(listener);
     },
     set(next) {
       if (next === value) return;
       value = next;
-      for (const l of [...listeners]) l(value);
+      for (const l of [...listeners]) callListener(l, value);
     },
   };
 }
@@ -370,7 +382,7 @@ export class KoraClient {
       entry.active = true;
       entry.last = this.get(entry.path);
       this.retain(entry.path);
-      listener(entry.last);
+      callListener(listener, entry.last);
     });
     let stopped = false;
     return () => {
@@ -565,7 +577,7 @@ export class KoraClient {
       ts: w.ts,
       winnerTs: undefined,
     };
-    for (const l of [...this.conflictListeners]) l(conflict);
+    for (const l of [...this.conflictListeners]) callListener(l, conflict);
   }
 
   private setVisible(tree: Tree): void {
@@ -577,7 +589,7 @@ export class KoraClient {
       // Unchanged subtrees keep their identity (applyMutation copies only the paths it touches).
       if (value === entry.last) continue;
       entry.last = value;
-      entry.fn(value);
+      callListener(entry.fn, value);
     }
   }
 
@@ -713,7 +725,7 @@ export class KoraClient {
     this.waiters.delete(w.id);
     waiter?.reject(error);
     for (const hook of [...this.settleHooks]) hook(w.id, { error });
-    for (const l of [...this.errorListeners]) l({ write: w, error });
+    for (const l of [...this.errorListeners]) callListener(l, { write: w, error });
   }
 
   // -------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@
  */
 import { applyMutation, deleteAt, emptyTree, getNode, mergeAt, mutationFromInput } from "../core/tree.ts";
 import type { Mutation, Node, Path, Tree } from "../core/types.ts";
-import { type ClientOptions, type Conflict, KoraClient, type Observable, type PendingWrite, type Status, type WriteError } from "./client.ts";
+import { type ClientOptions, type Conflict, KoraClient, callListener, type Observable, type PendingWrite, type Status, type WriteError } from "./client.ts";
 import { indexedDbStorage, webLock } from "./indexeddb.ts";
 import { ServerError } from "./transport.ts";
 
@@ -41,13 +41,13 @@ function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
     },
     subscribe(listener) {
       listeners.add(listener);
-      listener(value);
+      callListener(listener, value);
       return () => listeners.delete(listener);
     },
     set(next) {
       if (next === value) return;
       value = next;
-      for (const l of [...listeners]) l(value);
+      for (const l of [...listeners]) callListener(l, value);
     },
   };
 }
@@ -127,10 +127,10 @@ export class TabClient {
       this.settled(message);
     });
     inner.onError((e) => {
-      for (const l of [...this.errorListeners]) l(e);
+      for (const l of [...this.errorListeners]) callListener(l, e);
     });
     inner.onConflict((c) => {
-      for (const l of [...this.conflictListeners]) l(c);
+      for (const l of [...this.conflictListeners]) callListener(l, c);
     });
     await inner.ready;
     this.leader.set(true);
@@ -238,7 +238,7 @@ export class TabClient {
     else if (m.error) {
       const error = new ServerError(m.error.code, m.error.message);
       waiter.reject(error);
-      if (!this.inner) for (const l of [...this.errorListeners]) l({ write: { id: m.id, ts: "", merge: {}, delete: {} }, error });
+      if (!this.inner) for (const l of [...this.errorListeners]) callListener(l, { write: { id: m.id, ts: "", merge: {}, delete: {} }, error });
     }
   }
 
@@ -257,7 +257,7 @@ export class TabClient {
       const value = getNode(view, entry.path);
       if (same(value, entry.last)) continue;
       entry.last = value;
-      entry.fn(value);
+      callListener(entry.fn, value);
     }
     if (!this.inner && !this.readied) {
       this.readied = true;
@@ -284,7 +284,7 @@ export class TabClient {
     void this.ready.then(() => {
       if (!this.listeners.has(entry)) return;
       entry.last = this.get(path);
-      listener(entry.last);
+      callListener(listener, entry.last);
     });
     return () => {
       if (!this.listeners.delete(entry)) return;

@@ -102,6 +102,7 @@ describe("a plain Node program", () => {
     server = await startTestServer(pgliteTarget, { port });
     expect(await program.exit, program.stderr()).toBe(0);
     expect(program.stderr()).not.toMatch(/Unhandled|ERR_/);
+    expect(program.stderr()).toMatch(/a listener threw .*a listener with a bug/s);
     expect(program.lines.find((l) => "synced" in l)).toEqual({ synced: true, queued: 0 });
     expect(await read(server.url, ["robust"])).toEqual({ a: 1, b: { text: "two" } });
     // Two writes, each committed once: the probe is version 3.

@@ -28,6 +28,10 @@ const client = createClient({
   backoff: { initialMs: 20, maxMs: 100 },
 });
 client.status.subscribe((status) => say({ status }));
+// An app bug in a listener is reported, and neither stops the client nor ends the process.
+client.watch(["robust"], (value) => {
+  if (value !== undefined) throw new Error("a listener with a bug");
+});
 await client.ready;
 const writes = [client.merge(["robust", "a"], 1), client.merge(["robust", "b"], { text: "two" })];
 await client.flush(); // on disk before saying so (the test kills this process next)
