@@ -16,14 +16,18 @@ export interface BundleSize {
   gzipBytes: number;
 }
 
-/** Bundles `entry` (default: the whole of client/index.ts, every export kept) for browsers. */
-export async function clientBundleSize(entry = fileURLToPath(new URL("../client/index.ts", import.meta.url))): Promise<BundleSize> {
+const ENTRY = fileURLToPath(new URL("../client/index.ts", import.meta.url));
+
+/**
+ * Bundles what `names` of client/index.ts an app uses (default: every export) for browsers;
+ * tree-shaking drops the rest, as in the app's own build.
+ */
+export async function clientBundleSize(names?: string[]): Promise<BundleSize> {
   const out = await mkdtemp(join(tmpdir(), "kora-size-"));
   try {
     const warnings: string[] = [];
-    // An app importing everything the entry exports, so tree-shaking keeps all of it.
     const app = join(out, "app.js");
-    await writeFile(app, `export * from ${JSON.stringify(entry)};\n`);
+    await writeFile(app, names ? `export { ${names.join(", ")} } from ${JSON.stringify(ENTRY)};\n` : `export * from ${JSON.stringify(ENTRY)};\n`);
     await build({
       configFile: false,
       logLevel: "silent",
@@ -67,7 +71,9 @@ export async function clientBundleSize(entry = fileURLToPath(new URL("../client/
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const { minifiedBytes, gzipBytes } = await clientBundleSize();
   const kb = (n: number) => `${(n / 1024).toFixed(1)} KiB`;
-  console.log(`kora/client browser bundle (graphql-ws included): ${kb(minifiedBytes)} minified, ${kb(gzipBytes)} gzip`);
+  const show = (what: string, size: BundleSize) => console.log(`kora/client browser bundle, ${what} (graphql-ws included): ${kb(size.minifiedBytes)} minified, ${kb(size.gzipBytes)} gzip`);
+  show("createClient + indexedDbStorage", await clientBundleSize(["createClient", "indexedDbStorage"]));
+  show("with createTabClient", await clientBundleSize(["createTabClient"]));
+  show("every export", await clientBundleSize());
 }
