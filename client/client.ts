@@ -233,6 +233,7 @@ export class KoraClient {
   private connection: Connection | undefined;
   private wantOnline = true;
   private attempt = 0;
+  private connectedAt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private sending = false;
   private closed = false;
@@ -763,6 +764,7 @@ export class KoraClient {
           // not merely on connecting: a server that accepts sockets but answers UNAVAILABLE
           // is retried with growing delays.
           this.connection = conn;
+          this.connectedAt = Date.now();
           this.status.set("syncing");
           for (const sub of this.subs.values()) if (sub.refs > 0) this.startSub(sub, conn);
           void this.send();
@@ -776,6 +778,8 @@ export class KoraClient {
 
   private dropConnection(_error?: unknown, quiet = false): void {
     const conn = this.connection;
+    // A connection that served for a while was a success even if nothing was written or delivered.
+    if (conn && Date.now() - this.connectedAt > 10_000) this.attempt = 0;
     this.connection = undefined;
     this.generation++;
     for (const sub of this.subs.values()) {

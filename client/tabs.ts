@@ -80,13 +80,16 @@ export class TabClient {
   private releaseLeadership: (() => void) | undefined;
   private closed = false;
   private markReady!: () => void;
+  private fail!: (error: unknown) => void;
   private wantOnline: boolean;
 
   constructor(private readonly options: TabClientOptions) {
     this.wantOnline = !options.startOffline;
-    this.ready = new Promise((r) => {
-      this.markReady = r;
+    this.ready = new Promise((resolve, reject) => {
+      this.markReady = resolve;
+      this.fail = reject;
     });
+    this.ready.catch(() => {});
     this.channel = new BroadcastChannel(`kora-tabs:${options.name}`);
     this.channel.onmessage = (e: MessageEvent<Message>) => this.receive(e.data);
     this.post({ t: "hello", tab: this.tab });
@@ -97,7 +100,13 @@ export class TabClient {
         if (this.closed) return undefined;
         return new Promise<void>((release) => {
           this.releaseLeadership = release;
-          void this.lead();
+          this.lead().catch((error: unknown) => {
+            // The storage could not be loaded (damaged, or held by a client outside the group):
+            // this tab cannot lead. `ready` carries the error; the lock goes to the next tab.
+            this.inner = undefined;
+            this.fail(error);
+            release();
+          });
         });
       })
       .catch(() => {});
