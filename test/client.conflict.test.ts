@@ -17,6 +17,16 @@ afterAll(async () => {
   await server?.close();
 });
 const { client, closeAll } = offlineClients(() => server.wsUrl);
+
+/**
+ * Waits until the wall clock passed the millisecond of `stamp` (an HLC stamp starts with 15 digits
+ * of ms): two writes in one millisecond would be ordered by node id, not by when they were made.
+ */
+async function pastMs(stamp: string): Promise<void> {
+  const ms = Number(stamp.slice(0, 15));
+  const end = Date.now() + 1_000;
+  while (Date.now() <= ms && Date.now() < end) await new Promise((r) => setTimeout(r, 1));
+}
 afterEach(closeAll);
 
 describe("onConflict", () => {
@@ -31,6 +41,7 @@ describe("onConflict", () => {
     a.disconnect();
     const mine = a.merge(["c1", "title"], "A's edit");
     void a.merge(["c1", "other"], "only A");
+    await pastMs(a.queued().at(-1)!.ts);
     await b.merge(["c1", "title"], "B's later edit");
     a.connect();
     await mine;
@@ -53,7 +64,8 @@ describe("onConflict", () => {
     await Promise.all([a.synced(), b.synced()]);
     // B first, then A offline (later stamp): A wins on replay.
     a.disconnect();
-    await b.merge(["c2", "title"], "B's edit");
+    const theirs = await b.merge(["c2", "title"], "B's edit");
+    await pastMs(theirs.ts);
     const mine = a.merge(["c2", "title"], "A's later edit");
     a.connect();
     await mine;
