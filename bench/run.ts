@@ -372,6 +372,7 @@ async function main() {
   }
 
   rows.push(await offlineClientRow());
+  rows.push(await clientSizeRow());
 
   const cpu = cpus()[0]?.model ?? "unknown CPU";
   const header = `Run ${new Date().toISOString()} on ${cpu} (${cpus().length} cores), Node ${process.version}, store: ${store.description}${quick ? " (quick)" : ""}.`;
@@ -405,5 +406,18 @@ async function offlineClientRow() {
     kora: `${r.ms.toFixed(0)} ms (${r.changesPerSecond}/s)`,
     raw: "-",
     ratio: "target < 1000 ms",
+  };
+}
+
+// The client's browser bundle (issue #10, bench/client-size.ts): what an app ships for
+// createClient + indexedDbStorage, graphql-ws included, minified and gzipped.
+async function clientSizeRow() {
+  const { clientBundleSize } = await import("./client-size.ts");
+  const r = await clientBundleSize(["createClient", "indexedDbStorage"]);
+  return {
+    metric: "client: browser bundle (createClient + indexedDbStorage, graphql-ws included)",
+    kora: `${(r.gzipBytes / 1024).toFixed(1)} KiB gzip (${(r.minifiedBytes / 1024).toFixed(1)} KiB min)`,
+    raw: "-",
+    ratio: "keep small",
   };
 }

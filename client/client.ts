@@ -41,8 +41,29 @@ export interface PendingWrite {
   ts: string;
   merge: Tree;
   delete: DeleteTree;
-  /** Set once the server committed it: its version and the mutation as committed. */
-  committed?: { version: number; mutation: Mutation } | undefined;
+  /**
+   * Set once the server committed it: its version, the mutation as committed (what of the write
+   * won, docs/conflicts.md) and the paths of the parts that lost to later writes, if any.
+   */
+  committed?: { version: number; mutation: Mutation; lost?: Path[] | undefined } | undefined;
+}
+
+/**
+ * A local write lost, whole or in part, to a later write per leaf (last writer wins by HLC stamp):
+ * the app can say "your edit was overwritten". Reported once the replica shows the winner.
+ */
+export interface Conflict {
+  /** The local write that lost (as queued: its id, stamp and mutation). */
+  write: PendingWrite;
+  /** Each losing part: its path, the value this write set there (undefined: a delete) and the winner's value now. */
+  lost: { path: Path; local: Node | undefined; winner: Node | undefined }[];
+  /** The losing write's stamp. */
+  ts: string;
+  /**
+   * The winning write's stamp. The server does not report it yet (MutationResult carries only the
+   * committed part), so this is undefined; the winner is known to be later than `ts`.
+   */
+  winnerTs: string | undefined;
 }
 
 /** A write the server refused (on first send or on a replay): it was rolled back locally. */
@@ -65,6 +86,14 @@ export interface ClientOptions {
   subscriptions?: Path | undefined;
   /** Reconnect backoff: first delay, cap (ms). Each delay is randomized (jitter). */
   backoff?: { initialMs?: number; maxMs?: number };
+  /**
+   * Keep-alive over WebSocket: a ping every `pingIntervalMs` (default 5,000; 0: off), and a
+   * connection that does not answer within `pongTimeoutMs` (default 3,000) counts as dropped:
+   * `status` turns `offline` and the client reconnects.
+   */
+  keepAlive?: { pingIntervalMs?: number; pongTimeoutMs?: number };
+  /** How long a connection may take to open (ms, default 10,000). */
+  connectTimeoutMs?: number;
   /** Start without connecting (call `connect()`); default false. */
   startOffline?: boolean;
   /** Delay before the replica is saved after a change (ms, default 50). The queue saves at once. */
@@ -97,6 +126,18 @@ interface Persisted {
 
 const keyOf = (path: Path) => JSON.stringify(path);
 
+/**
+ * Calls an app's listener. A listener that throws must not break the client's state or, called
+ * from a socket or timer callback, end the host process: the error is reported and delivery goes on.
+ */
+export function callListener<A extends unknown[]>(fn: (...args: A) => void, ...args: A): void {
+  try {
+    fn(...args);
+  } catch (error) {
+    console.error("kora/client: a listener threw (the client goes on):", error);
+  }
+}
+
 function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
   let value = initial;
   const listeners = new Set<(v: T) => void>();
@@ -106,13 +147,13 @@ function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
     },
     subscribe(listener) {
       listeners.add(listener);
-      listener(value);
+      callListener(listener, value);
       return () => listeners.delete(listener);
     },
     set(next) {
       if (next === value) return;
       value = next;
-      for (const l of [...listeners]) l(value);
+      for (const l of [...listeners]) callListener(l, value);
     },
   };
 }
@@ -181,12 +222,18 @@ export class KoraClient {
   private visible: Tree = emptyTree();
   private queue: PendingWrite[] = [];
   private readonly subs = new Map<string, Sub>();
-  private readonly listeners = new Map<string, { path: Path; fns: Set<(v: Node | undefined) => void>; last: Node | undefined }>();
+  /** Watch listeners; each remembers the value it was last called with (`active` once loaded). */
+  private readonly listeners = new Set<{ path: Path; fn: (v: Node | undefined) => void; last: Node | undefined; active: boolean }>();
   private readonly errorListeners = new Set<(e: WriteError) => void>();
+  private readonly conflictListeners = new Set<(c: Conflict) => void>();
+  /** Internal hooks for createTabClient (client/tabs.ts): visible tree changes, settled writes. */
+  private readonly visibleHooks = new Set<(tree: Tree) => void>();
+  private readonly settleHooks = new Set<(id: string, result: { write: PendingWrite } | { error: ServerError }) => void>();
   private readonly waiters = new Map<string, { resolve: (r: PendingWrite) => void; reject: (e: unknown) => void }>();
   private connection: Connection | undefined;
   private wantOnline = true;
   private attempt = 0;
+  private connectedAt = 0;
   private retryTimer: ReturnType<typeof setTimeout> | undefined;
   private sending = false;
   private closed = false;
@@ -196,6 +243,15 @@ export class KoraClient {
   private storedSubs = new Set<string>();
   private generation = 0;
   private loaded = false;
+  /** Set once `close()` persisted the last state: no more storage writes from this instance. */
+  private sealed = false;
+  private releaseLock: () => Promise<void> = async () => {};
+  private closing: Promise<void> | undefined;
+  /**
+   * Resolves once the stored state is loaded (replica, cursors, queue): `get`, `queued()` and
+   * `pending` show it from then on. Rejects when the storage is damaged or held by another
+   * instance (`StorageInUseError`); every write then rejects with the same error.
+   */
   readonly ready: Promise<void>;
 
   constructor(options: ClientOptions) {
@@ -205,7 +261,14 @@ export class KoraClient {
     if (options.transport) this.transport = options.transport;
     else {
       if (!options.url) throw new Error("createClient needs a url (or a transport)");
-      this.transport = wsTransport({ url: options.url, token: options.token, webSocketImpl: options.webSocketImpl });
+      this.transport = wsTransport({
+        url: options.url,
+        token: options.token,
+        webSocketImpl: options.webSocketImpl,
+        pingIntervalMs: options.keepAlive?.pingIntervalMs,
+        pongTimeoutMs: options.keepAlive?.pongTimeoutMs,
+        connectTimeoutMs: options.connectTimeoutMs,
+      });
     }
     this.wantOnline = !options.startOffline;
     this.ready = this.load();
@@ -218,6 +281,17 @@ export class KoraClient {
   // Loading and saving
 
   private async load(): Promise<void> {
+    this.releaseLock = (await this.storage.lock?.()) ?? (async () => {});
+    try {
+      await this.loadLocked();
+    } catch (error) {
+      this.sealed = true;
+      await this.releaseLock();
+      throw error;
+    }
+  }
+
+  private async loadLocked(): Promise<void> {
     const meta = (await this.storage.get("meta")) as { nodeId: string; hlc: HlcState } | undefined;
     this.nodeId = meta?.nodeId ?? randomNodeId();
     this.hlc = new Hlc(this.nodeId, { clock: this.options.now ?? Date.now, state: meta?.hlc });
@@ -229,7 +303,8 @@ export class KoraClient {
     this.queue = ((await this.storage.get("queue")) as PendingWrite[] | undefined) ?? [];
     this.recompute();
     this.loaded = true;
-    await this.storage.set("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
+    await this.put("meta", { nodeId: this.nodeId, hlc: this.hlc.current });
+    if (this.closed) return;
     if (this.options.subscriptions) this.retain(this.options.subscriptions);
     if (this.wantOnline) this.connectNow();
   }
@@ -243,18 +318,24 @@ export class KoraClient {
     return { path: [...path], key: keyOf(path), since, refs: 0, stop: undefined, live: false };
   }
 
+  /** Every write to storage goes through here: once closed, this instance writes nothing more. */
+  private put(key: string, value: unknown): Promise<void> {
+    return this.sealed ? Promise.resolve() : this.storage.set(key, value);
+  }
+
   private saveQueue(): void {
+    if (this.sealed) return;
     const queue = this.queue.map((w) => ({ ...w }));
     const hlc = this.hlc.current;
     this.saves = this.saves.then(async () => {
-      await this.storage.set("queue", queue);
-      await this.storage.set("meta", { nodeId: this.nodeId, hlc });
+      await this.put("queue", queue);
+      await this.put("meta", { nodeId: this.nodeId, hlc });
     });
     this.saves.catch(() => {});
   }
 
   private saveReplicaSoon(): void {
-    if (this.saveTimer) return;
+    if (this.saveTimer || this.sealed) return;
     this.saveTimer = setTimeout(() => {
       this.saveTimer = undefined;
       this.saveReplica();
@@ -266,7 +347,7 @@ export class KoraClient {
       confirmed: this.confirmed,
       subs: [...this.subs.values()].map((s) => ({ path: [...s.path], since: s.since })),
     };
-    this.saves = this.saves.then(() => this.storage.set("replica", state));
+    this.saves = this.saves.then(() => this.put("replica", state));
     this.saves.catch(() => {});
   }
 
@@ -294,25 +375,46 @@ export class KoraClient {
    * restart) and calls `listener` with the value now and after every local or remote change.
    */
   watch(path: Path, listener: (value: Node | undefined) => void): () => void {
-    const key = keyOf(path);
-    let entry = this.listeners.get(key);
-    if (!entry) {
-      entry = { path: [...path], fns: new Set(), last: this.get(path) };
-      this.listeners.set(key, entry);
-    }
-    entry.fns.add(listener);
+    const entry = { path: [...path], fn: listener, last: undefined as Node | undefined, active: false };
+    this.listeners.add(entry);
     this.afterLoad(() => {
-      if (entry.fns.has(listener)) listener(this.get(path));
-      this.retain(path);
+      if (!this.listeners.has(entry)) return;
+      // Called once with the loaded value, then only when it changes (never twice with one value).
+      entry.active = true;
+      entry.last = this.get(entry.path);
+      this.retain(entry.path);
+      callListener(listener, entry.last);
     });
     let stopped = false;
     return () => {
       if (stopped) return;
       stopped = true;
-      entry.fns.delete(listener);
-      if (entry.fns.size === 0) this.listeners.delete(key);
-      this.afterLoad(() => this.release(path));
+      const wasActive = entry.active;
+      this.listeners.delete(entry);
+      if (wasActive) this.release(entry.path);
     };
+  }
+
+  /**
+   * Calls `listener` when a local write lost to a later write (per-leaf last writer wins), with
+   * the losing write, what lost and the winning values. A write that wins, or a later edit
+   * elsewhere that simply follows a committed write, is not a conflict. Returns an unsubscribe.
+   */
+  onConflict(listener: (c: Conflict) => void): () => void {
+    this.conflictListeners.add(listener);
+    return () => this.conflictListeners.delete(listener);
+  }
+
+  /** @internal createTabClient's view of the leader's replica. */
+  observeVisible(hook: (tree: Tree) => void): () => void {
+    this.visibleHooks.add(hook);
+    return () => this.visibleHooks.delete(hook);
+  }
+
+  /** @internal Committed or refused writes, whoever queued them (the tab leader tells the other tabs). */
+  observeSettled(hook: (id: string, result: { write: PendingWrite } | { error: ServerError }) => void): () => void {
+    this.settleHooks.add(hook);
+    return () => this.settleHooks.delete(hook);
   }
 
   onError(listener: (e: WriteError) => void): () => void {
@@ -382,6 +484,7 @@ export class KoraClient {
   private applyInbox(): void {
     const batch = this.inbox;
     this.inbox = [];
+    if (this.closed) return;
     const owned = new WeakSet<object>();
     let tree = this.confirmed;
     let stored = false;
@@ -395,6 +498,7 @@ export class KoraClient {
       } else tree = applyOwned(tree, { merge: event.merge, delete: event.delete }, owned);
       sub.since = event.version;
       sub.live = true;
+      this.attempt = 0;
       if (this.options.subscriptions && sub.key === keyOf(this.options.subscriptions)) stored = true;
     }
     this.confirmed = tree;
@@ -432,16 +536,22 @@ export class KoraClient {
   /** Drops committed writes that every watch they touch has delivered. */
   private settle(): void {
     const before = this.queue.length;
+    const lost: PendingWrite[] = [];
     this.queue = this.queue.filter((w) => {
       if (!w.committed) return true;
       const { version, mutation } = w.committed;
+      // A write that lost parts waits until the watches over those parts show the winner (the
+      // commit's version is at least the winner's), so the conflict can report it.
+      const relevant = w.committed.lost?.length ? { merge: w.merge, delete: w.delete } : mutation;
       for (const sub of this.subs.values()) {
         if (sub.refs === 0) continue; // dormant: it catches up (and resyncs) when watched again
-        if (restrict(mutation, sub.path) === null) continue;
+        if (restrict(relevant, sub.path) === null) continue;
         if (sub.since === undefined || Number(sub.since) < version) return true;
       }
+      if (w.committed.lost?.length) lost.push(w);
       return false;
     });
+    for (const w of lost) this.reportConflict(w);
     if (this.queue.length !== before) {
       this.saveQueue();
       this.pending.set(this.queue.length);
@@ -456,14 +566,31 @@ export class KoraClient {
     this.pending.set(this.queue.length);
   }
 
+  private reportConflict(w: PendingWrite): void {
+    if (this.conflictListeners.size === 0) return;
+    const conflict: Conflict = {
+      write: { ...w },
+      lost: (w.committed?.lost ?? []).map((path) => ({
+        path,
+        local: getNode(applyMutation(emptyTree(), { merge: w.merge, delete: emptyTree() as DeleteTree }), path),
+        winner: getNode(this.confirmed, path),
+      })),
+      ts: w.ts,
+      winnerTs: undefined,
+    };
+    for (const l of [...this.conflictListeners]) callListener(l, conflict);
+  }
+
   private setVisible(tree: Tree): void {
     this.visible = tree;
-    for (const entry of this.listeners.values()) {
+    for (const hook of [...this.visibleHooks]) hook(tree);
+    for (const entry of [...this.listeners]) {
+      if (!entry.active || !this.listeners.has(entry)) continue;
       const value = getNode(tree, entry.path);
       // Unchanged subtrees keep their identity (applyMutation copies only the paths it touches).
       if (value === entry.last) continue;
       entry.last = value;
-      for (const fn of [...entry.fns]) fn(value);
+      callListener(entry.fn, value);
     }
   }
 
@@ -493,9 +620,9 @@ export class KoraClient {
    * Queues a normalized mutation. The promise resolves once the server committed it and
    * rejects with a ServerError if the server refused it (the error listeners hear it too).
    */
-  private write(m: Mutation): Promise<PendingWrite> {
+  private write(m: Mutation, id?: string): Promise<PendingWrite> {
     // Once loaded, a write is queued before this returns (so `queued()` shows it at once).
-    const done = this.loaded ? Promise.resolve(this.enqueue(m)).then((p) => p) : this.ready.then(() => this.enqueue(m));
+    const done = this.loaded ? Promise.resolve(this.enqueue(m, id)).then((p) => p) : this.ready.then(() => this.enqueue(m, id));
     done.catch(() => {});
     return done;
   }
@@ -505,11 +632,36 @@ export class KoraClient {
     return this.queue.map((w) => ({ ...w }));
   }
 
-  private enqueue(m: Mutation): PendingWrite | Promise<PendingWrite> {
+  /**
+   * @internal A write with a given id (createTabClient: another tab's write, which that tab may
+   * hand to the next leader again): a write with an id already queued is not queued twice.
+   */
+  writeAs(id: string, m: Mutation): Promise<PendingWrite> {
+    return this.write(checked(mutationFromInput(m, this.limits), this.limits), id);
+  }
+
+  private enqueue(m: Mutation, id?: string): PendingWrite | Promise<PendingWrite> {
     {
       if (this.closed) throw new Error("client is closed");
+      const existing = id === undefined ? undefined : this.queue.find((x) => x.id === id);
+      if (existing) {
+        if (existing.committed) return { ...existing };
+        return new Promise<PendingWrite>((resolve, reject) => {
+          const prior = this.waiters.get(existing.id);
+          this.waiters.set(existing.id, {
+            resolve: (w) => {
+              prior?.resolve(w);
+              resolve(w);
+            },
+            reject: (e) => {
+              prior?.reject(e);
+              reject(e);
+            },
+          });
+        });
+      }
       const ts = this.hlc.now();
-      const w: PendingWrite = { id: `${this.nodeId}-${ts.slice(0, 21)}-${++this.writeCounter}`, ts, merge: m.merge, delete: m.delete };
+      const w: PendingWrite = { id: id ?? `${this.nodeId}-${ts.slice(0, 21)}-${++this.writeCounter}`, ts, merge: m.merge, delete: m.delete };
       if (isEmptyMutation(m)) return w;
       this.queue.push(w);
       this.setVisible(applyMutation(this.visible, m));
@@ -535,7 +687,8 @@ export class KoraClient {
         try {
           result = await conn.write({ merge: w.merge, delete: w.delete, ts: w.ts, writeId: w.id });
         } catch (error) {
-          if (error instanceof ServerError && error.code !== "INTERNAL_SERVER_ERROR" && error.code !== "RATE_LIMITED") {
+          if (this.closed) return;
+          if (error instanceof ServerError && !RETRIED.has(error.code)) {
             this.reject(w, error);
             continue;
           }
@@ -548,8 +701,15 @@ export class KoraClient {
           // returned, so the write goes again on the new connection now (or stays queued).
           continue;
         }
+        // A reply for a closed instance (or an old connection) changes nothing: the next instance
+        // on this storage replays the write and the server answers with this same result.
+        if (this.closed || conn !== this.connection) return;
+        this.attempt = 0;
         if (result.ts) this.hlc.receive(result.ts);
-        w.committed = { version: Number(result.version), mutation: { merge: result.merge, delete: result.delete } };
+        const committed = { merge: result.merge, delete: result.delete };
+        const lost = lostParts(w, committed);
+        w.committed = { version: Number(result.version), mutation: committed, ...(lost.length ? { lost } : {}) };
+        for (const hook of [...this.settleHooks]) hook(w.id, { write: w });
         this.waiters.get(w.id)?.resolve(w);
         this.waiters.delete(w.id);
         this.saveQueue();
@@ -570,7 +730,8 @@ export class KoraClient {
     const waiter = this.waiters.get(w.id);
     this.waiters.delete(w.id);
     waiter?.reject(error);
-    for (const l of [...this.errorListeners]) l({ write: w, error });
+    for (const hook of [...this.settleHooks]) hook(w.id, { error });
+    for (const l of [...this.errorListeners]) callListener(l, { write: w, error });
   }
 
   // -------------------------------------------------------------------------------------------
@@ -604,8 +765,11 @@ export class KoraClient {
             conn.close();
             return;
           }
-          this.attempt = 0;
+          // The backoff resets once something succeeds on the connection (an event or a commit),
+          // not merely on connecting: a server that accepts sockets but answers UNAVAILABLE
+          // is retried with growing delays.
           this.connection = conn;
+          this.connectedAt = Date.now();
           this.status.set("syncing");
           for (const sub of this.subs.values()) if (sub.refs > 0) this.startSub(sub, conn);
           void this.send();
@@ -619,6 +783,8 @@ export class KoraClient {
 
   private dropConnection(_error?: unknown, quiet = false): void {
     const conn = this.connection;
+    // A connection that served for a while was a success even if nothing was written or delivered.
+    if (conn && Date.now() - this.connectedAt > 10_000) this.attempt = 0;
     this.connection = undefined;
     this.generation++;
     for (const sub of this.subs.values()) {
@@ -674,16 +840,71 @@ export class KoraClient {
     });
   }
 
-  /** Persists, closes the connection and stops. */
-  async close(): Promise<void> {
-    await this.ready;
-    this.disconnect();
+  /**
+   * Stops this instance: closes the connection, persists what is not yet persisted, releases the
+   * storage (another instance may open it once this resolves) and writes nothing more. Writes
+   * still queued stay in storage for the next instance on it; their promises stay pending (they
+   * neither resolve nor reject: the write is neither committed nor refused). Idempotent.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private async shutDown(): Promise<void> {
     this.closed = true;
-    for (const [id, waiter] of this.waiters) waiter.reject(new Error(`client closed; write ${id} stays queued for the next run`));
+    this.wantOnline = false;
+    if (this.retryTimer) clearTimeout(this.retryTimer);
+    this.retryTimer = undefined;
+    this.dropConnection(undefined, true);
     this.waiters.clear();
-    await this.flush();
+    try {
+      await this.ready;
+    } catch {
+      return; // never loaded: nothing to persist, and the lock is already released
+    }
+    if (this.saveTimer) {
+      clearTimeout(this.saveTimer);
+      this.saveTimer = undefined;
+      this.saveReplica();
+    }
+    await this.saves.catch(() => {});
+    this.sealed = true;
+    await this.releaseLock();
   }
 }
+
+/** Paths of the parts of `w` that are not in the mutation as committed: they lost to later writes. */
+function lostParts(w: PendingWrite, committed: Mutation): Path[] {
+  const lost: Path[] = [];
+  const leaves = (t: Tree, path: string[], visit: (p: string[], v: Node) => void) => {
+    for (const k in t) {
+      const v = t[k] as Node;
+      if (isTree(v)) leaves(v, [...path, k], visit);
+      else visit([...path, k], v);
+    }
+  };
+  leaves(w.merge, [], (path, value) => {
+    if (JSON.stringify(getNode(committed.merge, path)) !== JSON.stringify(value)) lost.push(path);
+  });
+  const marks = (d: DeleteTree, path: string[]) => {
+    for (const k in d) {
+      const v = d[k] as true | DeleteTree;
+      if (v === true) {
+        // Deleted as a whole, or only its older parts (a newer leaf under it survived): lost in part.
+        const at = [...path, k];
+        let covered = false;
+        for (let i = 1; i <= at.length && !covered; i++) covered = getNode(committed.delete as Tree, at.slice(0, i)) === true;
+        if (!covered) lost.push(at);
+      } else marks(v, [...path, k]);
+    }
+  };
+  marks(w.delete, []);
+  return lost;
+}
+
+/** Server errors after which a write stays queued and is retried on a later connection, with backoff. */
+const RETRIED = new Set(["INTERNAL_SERVER_ERROR", "RATE_LIMITED", "UNAVAILABLE"]);
 
 /** Creates a client; it loads its persisted state and connects in the background (`client.ready`). */
 /** A mutation within the size limit (the server measures the same JSON). */

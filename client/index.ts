@@ -5,20 +5,23 @@
 export {
   type ClientOptions,
   type Observable,
+  type Conflict,
   type PendingWrite,
   type Status,
   type WriteError,
   KoraClient,
   createClient,
 } from "./client.ts";
-export { type ClientStorage, memoryStorage } from "./storage.ts";
+export { type ClientStorage, StorageInUseError, memoryStorage } from "./storage.ts";
 export { indexedDbStorage } from "./indexeddb.ts";
+export { type TabClientOptions, TabClient, createTabClient } from "./tabs.ts";
 export {
   type Connection,
   type Transport,
   type WireEvent,
   type WireResult,
   type WsTransportOptions,
+  ConnectionDeadError,
   ServerError,
   wsTransport,
 } from "./transport.ts";

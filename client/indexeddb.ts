@@ -1,8 +1,13 @@
 /**
  * IndexedDB storage for browsers: one object store of JSON text by key, in a database named
  * after the client (one per app and user, e.g. `kora:todo`).
+ *
+ * One client at a time per database: `lock()` takes the Web Lock `kora-storage:<name>` (held until
+ * the client closes or the page goes away). A second client on the same database, in this tab or
+ * another, is refused with a `StorageInUseError`; tabs that should share one replica use
+ * `createTabClient` (client/tabs.ts), which elects one tab to own the storage.
  */
-import { type ClientStorage, parseStored } from "./storage.ts";
+import { type ClientStorage, StorageInUseError, parseStored } from "./storage.ts";
 
 export function indexedDbStorage(name = "kora-client", factory: IDBFactory = globalThis.indexedDB): ClientStorage {
   let db: Promise<IDBDatabase> | undefined;
@@ -33,5 +38,31 @@ export function indexedDbStorage(name = "kora-client", factory: IDBFactory = glo
     async set(key, value) {
       await run("readwrite", (s) => s.put(JSON.stringify(value), key));
     },
+    lock: () => webLock(`kora-storage:${name}`, `IndexedDB database "${name}"`),
   };
+}
+
+/**
+ * Takes the Web Lock `lockName` if it is free (or, with `wait`, once it is); resolves to its release. Without the Web Locks API
+ * (old browsers, some workers) there is nothing to coordinate with: no guard.
+ */
+export function webLock(lockName: string, what: string, wait = false): Promise<() => Promise<void>> {
+  const locks = (globalThis.navigator as Navigator | undefined)?.locks;
+  if (!locks) return Promise.resolve(async () => {});
+  return new Promise((resolve, reject) => {
+    let release!: () => void;
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    locks
+      .request(lockName, wait ? {} : { ifAvailable: true }, (lock) => {
+        if (!lock) {
+          reject(new StorageInUseError(`${what} is open by another client (in this tab or another); close it first, or share it with createTabClient`));
+          return;
+        }
+        resolve(async () => release());
+        return held;
+      })
+      .catch(reject);
+  });
 }

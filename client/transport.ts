@@ -91,59 +91,133 @@ export interface WsTransportOptions {
   token?: string | (() => string | undefined | Promise<string | undefined>) | undefined;
   /** A WebSocket implementation (`ws` on Node; the global one in browsers). */
   webSocketImpl?: unknown;
-  /** How long to wait for the connection to open. Default 10 s. */
-  connectTimeoutMs?: number;
+  /** How long to wait for the connection to open and be acknowledged (ms). Default 10,000. */
+  connectTimeoutMs?: number | undefined;
+  /**
+   * Keep-alive: a graphql-ws `ping` is sent `pingIntervalMs` after the connection opened and after
+   * each `pong` (ms, default 5,000; 0 turns keep-alive off).
+   */
+  pingIntervalMs?: number | undefined;
+  /**
+   * How long a `pong` may take (ms, default 3,000). A connection that does not answer in time is
+   * dead (a silent partition: nothing arrives, nothing closes): it is dropped at once and the
+   * client reconnects.
+   */
+  pongTimeoutMs?: number | undefined;
 }
 
-/** graphql-ws over WebSocket. Each connection is one graphql-ws client with its retries off. */
+/** The connection stopped answering pings: treated like a dropped socket. */
+export class ConnectionDeadError extends Error {
+  constructor(ms: number) {
+    super(`no pong within ${ms} ms: the connection is dead`);
+    this.name = "ConnectionDeadError";
+  }
+}
+
+/**
+ * graphql-ws over WebSocket. Each connection is one graphql-ws client with its retries off.
+ * Nothing here may reject unhandled or throw out of an event handler whatever the network does:
+ * the client runs inside apps (docs/client.md, "Never crashes its host").
+ */
 export function wsTransport(options: WsTransportOptions): Transport {
+  const pingIntervalMs = options.pingIntervalMs ?? 5_000;
+  const pongTimeoutMs = options.pongTimeoutMs ?? 3_000;
   return {
     connect(onClose) {
       return new Promise<Connection>((resolve, reject) => {
         let opened = false;
-        let closedByUs = false;
+        let ended = false;
         let client: Client | undefined;
+        let pongTimer: ReturnType<typeof setTimeout> | undefined;
+        /** Writes waiting for a reply: rejected at once when the connection ends. */
+        const inFlight = new Set<(error: unknown) => void>();
+        // graphql-ws's dispose() awaits the connect attempt, so it rejects when that failed: the
+        // rejection is expected and must never surface as unhandled.
+        const dispose = () => {
+          clearTimeout(pongTimer);
+          const c = client;
+          if (!c) return;
+          // terminate() ends subscriptions at once, even when the socket cannot close (partition).
+          try {
+            c.terminate();
+          } catch {}
+          Promise.resolve()
+            .then(() => c.dispose())
+            .catch(() => {});
+        };
+        const end = (error: unknown) => {
+          if (ended) return;
+          ended = true;
+          for (const rej of [...inFlight]) rej(error);
+          inFlight.clear();
+          dispose();
+        };
         const timer = setTimeout(() => fail(new Error("connection timed out")), options.connectTimeoutMs ?? 10_000);
         const fail = (error: unknown) => {
           clearTimeout(timer);
           if (!opened) {
             opened = true; // settle once
             reject(error);
-            void client?.dispose();
+            end(error);
           }
         };
-        client = createWsClient({
-          url: options.url,
-          webSocketImpl: options.webSocketImpl,
-          lazy: false,
-          retryAttempts: 0,
-          connectionParams: async () => {
-            const token = typeof options.token === "function" ? await options.token() : options.token;
-            return token ? { authorization: `Bearer ${token}` } : {};
-          },
-          on: {
-            connected: () => {
-              clearTimeout(timer);
-              if (opened) return;
-              opened = true;
-              resolve(connection);
+        try {
+          client = createWsClient({
+            url: options.url,
+            webSocketImpl: options.webSocketImpl,
+            lazy: false,
+            retryAttempts: 0,
+            // The default logs every failed connect to the console; the client reports status instead.
+            onNonLazyError: () => {},
+            keepAlive: pingIntervalMs,
+            connectionAckWaitTimeout: options.connectTimeoutMs ?? 10_000,
+            connectionParams: async () => {
+              const token = typeof options.token === "function" ? await options.token() : options.token;
+              return token ? { authorization: `Bearer ${token}` } : {};
             },
-            closed: (event) => {
-              if (!opened) fail(event);
-              else if (!closedByUs) {
-                closedByUs = true;
-                onClose(event);
-              }
+            on: {
+              connected: () => {
+                clearTimeout(timer);
+                if (opened) return;
+                opened = true;
+                resolve(connection);
+              },
+              ping: (received) => {
+                if (received || pongTimeoutMs <= 0) return;
+                clearTimeout(pongTimer);
+                pongTimer = setTimeout(() => {
+                  const error = new ConnectionDeadError(pongTimeoutMs);
+                  if (!opened) fail(error);
+                  else if (!ended) {
+                    end(error);
+                    onClose(error);
+                  }
+                }, pongTimeoutMs);
+              },
+              pong: (received) => {
+                if (received) clearTimeout(pongTimer);
+              },
+              closed: (event) => {
+                if (!opened) fail(event);
+                else if (!ended) {
+                  end(event);
+                  onClose(event);
+                }
+              },
+              error: (error) => {
+                if (!opened) fail(error);
+              },
             },
-            error: (error) => {
-              if (!opened) fail(error);
-            },
-          },
-        });
+          });
+        } catch (error) {
+          fail(error);
+          return;
+        }
         const ws = client;
         const connection: Connection = {
           watch(path, since, sink) {
             const variables: KoraWatchSubscriptionVariables = { path: [...path], since: since ?? null };
+            if (ended) return () => {};
             return ws.subscribe<KoraWatchSubscription>(
               { query: WATCH_DOCUMENT, variables },
               {
@@ -158,30 +232,35 @@ export function wsTransport(options: WsTransportOptions): Transport {
           },
           write(request) {
             return new Promise<WireResult>((res, rej) => {
+              if (ended) {
+                rej(new Error("connection closed"));
+                return;
+              }
               let done = false;
+              const settle = (fn: () => void) => {
+                if (done) return;
+                done = true;
+                inFlight.delete(fail);
+                fn();
+              };
+              const fail = (e: unknown) => settle(() => rej(e));
+              inFlight.add(fail);
               const variables: KoraMutateMutationVariables = { ...request };
               ws.subscribe<KoraMutateMutation>(
                 { query: MUTATE_DOCUMENT, variables },
                 {
                   next: (r) => {
-                    done = true;
-                    if (r.errors) rej(serverError(r.errors));
-                    else if (r.data) res(r.data.mutate as WireResult);
+                    if (r.errors) fail(serverError(r.errors));
+                    else if (r.data) settle(() => res(r.data?.mutate as WireResult));
                   },
-                  error: (e) => {
-                    done = true;
-                    rej(serverError(e) ?? new Error("connection lost before the reply"));
-                  },
-                  complete: () => {
-                    if (!done) rej(new Error("connection lost before the reply"));
-                  },
+                  error: (e) => fail(serverError(e) ?? new Error("connection lost before the reply")),
+                  complete: () => fail(new Error("connection lost before the reply")),
                 },
               );
             });
           },
           close() {
-            closedByUs = true;
-            void ws.dispose();
+            end(new Error("connection closed"));
           },
         };
       });

@@ -1,75 +1,99 @@
 /**
- * A shared todo list on kora/client. Works offline: the replica and the unsent writes live in
- * IndexedDB, a service worker serves the page itself, and writes sync when the network is back.
+ * A shared todo list on kora/client and kora/react. Works offline: the replica and the unsent
+ * writes live in IndexedDB, a service worker serves the page itself, and writes sync when the
+ * network is back. Tabs of this page share one replica and one connection (createTabClient).
  * URL parameters: `kora` (the WebSocket URL of Kora's /graphql) and `list` (which list).
+ * Written with `createElement` (as `h`) so it builds with no JSX setup.
  */
-import { createClient, indexedDbStorage } from "../../client/index.ts";
+import { type FormEvent, createElement as h, useEffect, useState } from "react";
+import { createRoot } from "react-dom/client";
+import { createTabClient } from "../../client/index.ts";
+import { KoraProvider, useKora, useMutation, usePending, useStatus, useWatch } from "../../client/react.ts";
 
 const params = new URLSearchParams(location.search);
 const url = params.get("kora") ?? `ws://${location.hostname}:4000/graphql`;
 const list = params.get("list") ?? "shared";
 const path = ["todos", list];
 
-const client = createClient({
+const client = createTabClient({
   url,
-  storage: indexedDbStorage(`kora-todo:${list}`),
+  name: `kora-todo:${list}`,
   startOffline: !navigator.onLine,
   backoff: { initialMs: 200, maxMs: 5000 },
 });
 addEventListener("offline", () => client.disconnect());
 addEventListener("online", () => client.connect());
 
-const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
-const statusEl = $("status");
-client.status.subscribe((s) => {
-  statusEl.textContent = s;
-  statusEl.dataset.status = s;
-});
-client.pending.subscribe((n) => {
-  $("pending").textContent = String(n);
-});
-client.onError(({ error }) => {
-  $("errors").textContent = `A change was refused and undone: ${error.message}`;
-});
-
 interface Todo {
   text: string;
   done?: boolean;
 }
 
-client.watch(path, (value) => {
-  const ul = $<HTMLUListElement>("list");
-  ul.replaceChildren();
-  const todos = (value ?? {}) as unknown as Record<string, Todo>;
-  for (const id of Object.keys(todos).sort()) {
-    const todo = todos[id] as Todo;
-    const li = document.createElement("li");
-    li.className = todo.done ? "done" : "";
-    li.dataset.id = id;
-    const box = document.createElement("input");
-    box.type = "checkbox";
-    box.checked = todo.done === true;
-    box.onchange = () => void client.merge([...path, id, "done"], box.checked);
-    const text = document.createElement("span");
-    text.textContent = ` ${todo.text} `;
-    const remove = document.createElement("button");
-    remove.textContent = "×";
-    remove.onclick = () => void client.delete([...path, id]);
-    li.append(box, text, remove);
-    ul.append(li);
-  }
-});
+function Bar() {
+  const status = useStatus();
+  const pending = usePending();
+  return h(
+    "div",
+    { id: "bar" },
+    h("span", null, "status: ", h("b", { id: "status", "data-status": status }, status)),
+    h("span", null, "unsent: ", h("b", { id: "pending" }, String(pending))),
+  );
+}
 
-$<HTMLFormElement>("add").onsubmit = (event) => {
-  event.preventDefault();
-  const input = $<HTMLInputElement>("text");
-  const text = input.value.trim();
-  if (!text) return;
-  // Time-ordered ids: the list reads in the order items were added, on every device.
-  const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
-  void client.merge([...path, id], { text, done: false });
-  input.value = "";
-};
+function Todos() {
+  const { value } = useWatch<Record<string, Todo>>(path);
+  const write = useMutation();
+  const todos = value ?? {};
+  return h(
+    "ul",
+    { id: "list" },
+    ...Object.keys(todos)
+      .sort()
+      .map((id) => {
+        const todo = todos[id] as Todo;
+        return h(
+          "li",
+          { key: id, className: todo.done ? "done" : "", "data-id": id },
+          h("input", { type: "checkbox", checked: todo.done === true, onChange: (e: { target: { checked: boolean } }) => void write.merge([...path, id, "done"], e.target.checked) }),
+          h("span", null, ` ${todo.text} `),
+          h("button", { type: "button", onClick: () => void write.delete([...path, id]) }, "×"),
+        );
+      }),
+  );
+}
+
+function AddTodo() {
+  const [text, setText] = useState("");
+  const write = useMutation();
+  const submit = (event: FormEvent) => {
+    event.preventDefault();
+    const t = text.trim();
+    if (!t) return;
+    // Time-ordered ids: the list reads in the order items were added, on every device.
+    const id = `${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    void write.merge([...path, id], { text: t, done: false });
+    setText("");
+  };
+  return h(
+    "form",
+    { id: "add", onSubmit: submit },
+    h("input", { id: "text", placeholder: "What needs doing?", autoComplete: "off", required: true, value: text, onChange: (e: { target: { value: string } }) => setText(e.target.value) }),
+    h("button", { type: "submit" }, "Add"),
+  );
+}
+
+function Errors() {
+  const kora = useKora() as typeof client;
+  const [message, setMessage] = useState("");
+  useEffect(() => kora.onError(({ error }) => setMessage(`A change was refused and undone: ${error.message}`)), [kora]);
+  return h("p", { id: "errors" }, message);
+}
+
+function App() {
+  return h(KoraProvider, { client }, h("h1", null, "Todos"), h(Bar), h(AddTodo), h(Todos), h(Errors));
+}
+
+createRoot(document.getElementById("app") as HTMLElement).render(h(App));
 
 // The page itself offline: a service worker answers from a cache that holds this page's files.
 async function cacheShell(): Promise<void> {
