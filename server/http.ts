@@ -16,9 +16,21 @@ import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
-import { createMaskError, useContractErrorCodes } from "./errors.ts";
+import { type CorsOptions, createOriginPolicy, upgradeRefusal, useJsonBodiesOnly, useOriginCheck } from "./crosssite.ts";
+import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
+import {
+  type DeepPartial,
+  type RateLimits,
+  createAddressOf,
+  createConnectionCounter,
+  createRateLimiter,
+  rateLimited,
+  rateLimitsWithDefaults,
+  useRateLimits,
+} from "./rate.ts";
+import { DEFAULT_READ_LIMITS, type ReadLimits, useReadBound } from "./readbound.ts";
 
 export interface KoraServerOptions {
   gateway: Gateway;
@@ -30,6 +42,23 @@ export interface KoraServerOptions {
   documentLimits?: Partial<DocumentLimits>;
   /** Largest HTTP body or WebSocket message, in bytes. Default: the mutation limit plus 64 KiB. */
   maxMessageBytes?: number;
+  /** Bounds on what one operation may read (server/readbound.ts). */
+  operationLimits?: Partial<ReadLimits>;
+  /**
+   * Browser pages of other origins allowed to call Kora (server/crosssite.ts, docs/security.md).
+   * Default none: same origin only; requests without an Origin header are always served.
+   */
+  cors?: CorsOptions;
+  /**
+   * Rate and resource limits (server/rate.ts); `false` turns the buckets and caps off (for
+   * benchmarks and trusted networks). Default: DEFAULT_RATE_LIMITS.
+   */
+  rateLimits?: DeepPartial<RateLimits> | false;
+  /**
+   * Proxies whose X-Forwarded-For is believed for the client address (addresses, CIDR ranges,
+   * `loopback`, `linklocal`, `uniquelocal`). Default none: the socket's peer is the client.
+   */
+  trustedProxies?: string[];
   /** Extra envelop/yoga plugins, run for every transport. */
   plugins?: Plugin[];
   /**
@@ -51,8 +80,13 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const { gateway, log } = options;
   const documentLimits = { ...DEFAULT_DOCUMENT_LIMITS, ...options.documentLimits };
   const maxMessageBytes = options.maxMessageBytes ?? gateway.limits.maxMutationBytes + 64 * 1024;
-  const maskError = createMaskError(log);
+  const maskError = createMaskError(log, { maxBodyBytes: maxMessageBytes });
   const authenticate = options.authenticate ?? createAuthenticator();
+  const originPolicy = createOriginPolicy(options.cors);
+  const addressOf = createAddressOf(options.trustedProxies);
+  const rateLimiter =
+    options.rateLimits === false ? undefined : createRateLimiter(rateLimitsWithDefaults(options.rateLimits), addressOf);
+  const connections = rateLimiter ? createConnectionCounter(rateLimiter) : undefined;
 
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
@@ -74,6 +108,11 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     renderGraphiQL,
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
     landingPage: false,
+    // Cross-site protection (server/crosssite.ts): CORS headers for allowlisted origins only,
+    // JSON bodies only (multipart off), bodies counted while they stream in.
+    cors: (request) => originPolicy.cors(request),
+    multipart: false,
+    maxRequestBodySize: maxMessageBytes,
     logging: {
       debug: () => {},
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -81,7 +120,15 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors reaching clients are logged by the mask (unexpected ones, with their id).
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [
+      useOriginCheck(originPolicy),
+      useJsonBodiesOnly("/graphql"),
+      useContractErrorCodes(),
+      useDocumentLimits(documentLimits),
+      ...(rateLimiter ? [useRateLimits(rateLimiter)] : []),
+      useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
+      ...(options.plugins ?? []),
+    ],
   });
 
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
@@ -93,27 +140,24 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       res.end(JSON.stringify({ ok: true, store: gateway.store.kind, version: String(gateway.hub.cursor) }));
       return;
     }
-    const length = Number(req.headers["content-length"] ?? 0);
-    if (length > maxMessageBytes) {
-      res.writeHead(413, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify({
-          errors: [
-            {
-              message: `request body is ${length} bytes; at most ${maxMessageBytes} are accepted`,
-              extensions: { code: "PAYLOAD_TOO_LARGE" },
-            },
-          ],
-        }),
-      );
-      req.resume();
-      return;
-    }
-    if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
+    if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
     else void yoga(req, res);
   });
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: "/graphql",
+    maxPayload: maxMessageBytes,
+    // The upgrade is the one request yoga never sees: the same origin allowlist, and the cap on
+    // connections per address, are checked here.
+    verifyClient: ({ req }, done) => {
+      const refusal = upgradeRefusal(originPolicy, req);
+      if (refusal !== undefined) return done(false, 403, refusal);
+      const full = connections?.admit(req);
+      if (full !== undefined) return done(false, 429, full, { "retry-after": "1" });
+      done(true);
+    },
+  });
   const wsHandle = useServer<Record<string, unknown>>(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -136,10 +180,19 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
         return true;
       },
       // Errors that end a subscription (an expired token) get the same codes as everywhere else.
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e)),
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => forSocket(maskError(e))),
+      // Results carry yoga's HTTP status hints in `extensions.http`, meaningless on a socket.
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors?.length ? { ...result, errors: result.errors.map((e) => forSocket(e as GraphQLError)) } : result,
       onSubscribe: async (ctx, _id, params) => {
         const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
         if (extra.koraAuthError) return [maskError(extra.koraAuthError)];
+        // The operation being subscribed already holds its slot in ctx.subscriptions.
+        const max = rateLimiter?.limits.maxSubscriptionsPerConnection;
+        if (max !== undefined && Object.keys(ctx.subscriptions).length > max) {
+          const message = `this connection already has ${max} operations active; at most ${max} are accepted (rateLimits.maxSubscriptionsPerConnection): end one, or open another connection`;
+          return [forSocket(rateLimited(message, 1000))];
+        }
         const enveloped = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -151,10 +204,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
         try {
           document = enveloped.parse(params.query);
         } catch (error) {
-          return [maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error)))];
+          return [forSocket(maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error))))];
         }
         const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors.map((e: GraphQLError) => maskError(e));
+        if (errors.length > 0) return errors.map((e: GraphQLError) => forSocket(maskError(e)));
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           operationName: params.operationName ?? null,
