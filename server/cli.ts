@@ -39,6 +39,10 @@ async function main(): Promise<void> {
     interceptors: prepared.interceptors,
     authenticate: prepared.authenticate,
     ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
+    ...(config.operationLimits ? { operationLimits: config.operationLimits } : {}),
+    ...(config.cors ? { cors: config.cors } : {}),
+    ...(config.rateLimits !== undefined ? { rateLimits: config.rateLimits } : {}),
+    ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
     ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
     ...(config.chain ? { chain: config.chain } : {}),
   });
