@@ -7,7 +7,7 @@
  * response is never built. Counting stops at the bound, and a subtree repeated by aliases (the
  * store's read is shared by the operation's loader) is counted once and added per occurrence.
  */
-import { GraphQLError } from "graphql";
+import { GraphQLError, getOperationAST } from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 export interface ReadLimits {
@@ -79,7 +79,10 @@ export function readBoundError(data: unknown, limits: ReadLimits): GraphQLError 
   return undefined;
 }
 
-/** Applies the bound to every query and mutation result and every subscription event. */
+/**
+ * Applies the bound to every query result and every subscription event. Mutation results echo
+ * the mutation, which the mutation size limit already bounds.
+ */
 export function useReadBound(limits: ReadLimits): Plugin {
   const check = ({ result, setResult }: { result: unknown; setResult: (r: never) => void }) => {
     const data = (result as { data?: unknown }).data;
@@ -88,7 +91,8 @@ export function useReadBound(limits: ReadLimits): Plugin {
     if (error) setResult({ data: null, errors: [error] } as never);
   };
   return {
-    onExecute() {
+    onExecute({ args }) {
+      if (getOperationAST(args.document, args.operationName ?? undefined)?.operation !== "query") return;
       return { onExecuteDone: (payload) => void check(payload as never) };
     },
     onSubscribe() {
