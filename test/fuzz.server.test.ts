@@ -25,6 +25,11 @@ type Json = string | number | boolean | null | Json[] | Tree;
 
 const isTree = (v: unknown): v is Tree => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** `tree[key] = value` that also works for `__proto__` (an assignment would set the prototype). */
+function set(tree: Tree, key: string, value: Json): void {
+  Object.defineProperty(tree, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
 // ---- the model: the contract's tree semantics (CONTRACT.md section 2), written independently ----
 
 /** A merge as the contract normalizes it: empty objects write nothing. */
@@ -33,7 +38,7 @@ function normalizeMerge(v: Json): Json | undefined {
   const out: Tree = {};
   for (const [k, child] of Object.entries(v)) {
     const n = normalizeMerge(child);
-    if (n !== undefined) out[k] = n;
+    if (n !== undefined) set(out, k, n);
   }
   return Object.keys(out).length === 0 ? undefined : out;
 }
@@ -52,9 +57,9 @@ function applyDelete(tree: Tree, del: Tree): void {
 function applyMerge(tree: Tree, merge: Tree): void {
   for (const [k, v] of Object.entries(merge)) {
     if (isTree(v)) {
-      if (!isTree(tree[k])) tree[k] = {};
+      if (!Object.hasOwn(tree, k) || !isTree(tree[k])) set(tree, k, {});
       applyMerge(tree[k] as Tree, v);
-    } else tree[k] = structuredClone(v);
+    } else set(tree, k, structuredClone(v));
   }
 }
 
