@@ -32,7 +32,9 @@ export interface CorsOptions {
 }
 
 /** The CORS settings yoga applies to one request (its `cors` option as a function), or false. */
-type YogaCors = { origin: string[]; credentials: boolean; methods: string[]; maxAge: number } | false;
+type YogaCors =
+  | { origin: string[]; credentials: boolean; methods: string[]; maxAge: number }
+  | false;
 
 export interface OriginPolicy {
   /** Undefined when a request with this `Origin` (and `Host`) may be served, else why not. */
@@ -70,7 +72,8 @@ export function createOriginPolicy(options: CorsOptions | undefined): OriginPoli
       if (origin === undefined || origin === null) return undefined;
       if (allowed.has(origin)) return undefined;
       const normalized = normalizeOrigin(origin);
-      if (normalized !== undefined && host && new URL(normalized).host === host.toLowerCase()) return undefined;
+      if (normalized !== undefined && host && new URL(normalized).host === host.toLowerCase())
+        return undefined;
       return `origin ${JSON.stringify(origin.slice(0, 200))} may not call this server; add it to cors.origins in the config (docs/security.md)`;
     },
     cors(request) {
@@ -81,7 +84,12 @@ export function createOriginPolicy(options: CorsOptions | undefined): OriginPoli
   };
 }
 
-function refusedResponse(fetchAPI: { Response: typeof Response }, status: number, message: string, code: string): Response {
+function refusedResponse(
+  fetchAPI: { Response: typeof Response },
+  status: number,
+  message: string,
+  code: string,
+): Response {
   return new fetchAPI.Response(JSON.stringify({ errors: [{ message, extensions: { code } }] }), {
     status,
     headers: { "content-type": "application/json; charset=utf-8" },
@@ -127,19 +135,25 @@ export function useJsonBodiesOnly(endpoint: string): Plugin {
     },
     // yoga parses application/json itself; the GraphQL over HTTP response type is JSON too.
     onRequestParse({ request, setRequestParser }) {
-      if (mediaType(request.headers.get("content-type")) !== "application/graphql-response+json") return;
+      if (mediaType(request.headers.get("content-type")) !== "application/graphql-response+json")
+        return;
       setRequestParser(async (req) => {
         let body: unknown;
         try {
           body = await req.json();
         } catch (error) {
           if (error instanceof GraphQLError) throw error; // the body limit
-          throw new GraphQLError("POST body sent invalid JSON.", { extensions: { http: { status: 400 }, code: "BAD_USER_INPUT" } });
-        }
-        if (typeof body !== "object" || body === null) {
-          throw new GraphQLError(`POST body is expected to be an object, not ${body === null ? "null" : typeof body}`, {
+          throw new GraphQLError("POST body sent invalid JSON.", {
             extensions: { http: { status: 400 }, code: "BAD_USER_INPUT" },
           });
+        }
+        if (typeof body !== "object" || body === null) {
+          throw new GraphQLError(
+            `POST body is expected to be an object, not ${body === null ? "null" : typeof body}`,
+            {
+              extensions: { http: { status: 400 }, code: "BAD_USER_INPUT" },
+            },
+          );
         }
         return body as never;
       });

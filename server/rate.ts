@@ -68,7 +68,8 @@ export function rateLimitsWithDefaults(partial: DeepPartial<RateLimits> | undefi
     subject: budgets(d.subject, partial?.subject),
     address: budgets(d.address, partial?.address),
     maxConnectionsPerAddress: partial?.maxConnectionsPerAddress ?? d.maxConnectionsPerAddress,
-    maxSubscriptionsPerConnection: partial?.maxSubscriptionsPerConnection ?? d.maxSubscriptionsPerConnection,
+    maxSubscriptionsPerConnection:
+      partial?.maxSubscriptionsPerConnection ?? d.maxSubscriptionsPerConnection,
   };
 }
 
@@ -106,7 +107,8 @@ export class Buckets {
 /** How many tokens an operation costs: one per root field (aliases count, `__typename` does not). */
 function rootFields(operation: OperationDefinitionNode): number {
   let n = 0;
-  for (const s of operation.selectionSet.selections) if (s.kind !== Kind.FIELD || s.name.value !== "__typename") n++;
+  for (const s of operation.selectionSet.selections)
+    if (s.kind !== Kind.FIELD || s.name.value !== "__typename") n++;
   return n;
 }
 
@@ -135,7 +137,9 @@ export function createAddressOf(trustedProxies: readonly string[] = []): Address
   try {
     trust = proxyAddr.compile([...trustedProxies]);
   } catch (error) {
-    throw new Error(`trustedProxies: ${(error as Error).message} (write addresses, CIDR ranges, or loopback/linklocal/uniquelocal)`);
+    throw new Error(
+      `trustedProxies: ${(error as Error).message} (write addresses, CIDR ranges, or loopback/linklocal/uniquelocal)`,
+    );
   }
   return (req) => proxyAddr(req, trust);
 }
@@ -146,15 +150,28 @@ export interface RateLimiter {
   readonly limits: RateLimits;
   readonly addressOf: AddressOf;
   /** 0 when the caller may spend `n` of `kind`, else the milliseconds to wait, with why. */
-  take(kind: Spend, n: number, subject: string | undefined, address: string): { retryAfterMs: number; message: string } | undefined;
+  take(
+    kind: Spend,
+    n: number,
+    subject: string | undefined,
+    address: string,
+  ): { retryAfterMs: number; message: string } | undefined;
 }
 
 export function createRateLimiter(limits: RateLimits, addressOf: AddressOf): RateLimiter {
   const sets = {
-    subject: { writes: new Buckets(limits.subject.writes), reads: new Buckets(limits.subject.reads), subscriptions: new Buckets(limits.subject.subscriptions) },
-    address: { writes: new Buckets(limits.address.writes), reads: new Buckets(limits.address.reads), subscriptions: new Buckets(limits.address.subscriptions) },
+    subject: {
+      writes: new Buckets(limits.subject.writes),
+      reads: new Buckets(limits.subject.reads),
+      subscriptions: new Buckets(limits.subject.subscriptions),
+    },
+    address: {
+      writes: new Buckets(limits.address.writes),
+      reads: new Buckets(limits.address.reads),
+      subscriptions: new Buckets(limits.address.subscriptions),
+    },
   };
-  const describe = (kind: Spend, b: Budget) => `${b.perSecond}/s, bursts of ${b.burst}`;
+  const describe = (b: Budget) => `${b.perSecond}/s, bursts of ${b.burst}`;
   return {
     limits,
     addressOf,
@@ -163,12 +180,18 @@ export function createRateLimiter(limits: RateLimits, addressOf: AddressOf): Rat
       if (subject !== undefined) {
         const wait = sets.subject[kind].take(subject, n);
         if (wait > 0) {
-          return { retryAfterMs: wait, message: `too many ${kind} for subject ${JSON.stringify(subject.slice(0, 100))} (rateLimits.subject.${kind}: ${describe(kind, limits.subject[kind])})` };
+          return {
+            retryAfterMs: wait,
+            message: `too many ${kind} for subject ${JSON.stringify(subject.slice(0, 100))} (rateLimits.subject.${kind}: ${describe(limits.subject[kind])})`,
+          };
         }
       }
       const wait = sets.address[kind].take(address, n);
       if (wait > 0) {
-        return { retryAfterMs: wait, message: `too many ${kind} from address ${address} (rateLimits.address.${kind}: ${describe(kind, limits.address[kind])})` };
+        return {
+          retryAfterMs: wait,
+          message: `too many ${kind} from address ${address} (rateLimits.address.${kind}: ${describe(limits.address[kind])})`,
+        };
       }
       return undefined;
     },
@@ -193,12 +216,20 @@ function subjectOf(ctx: RateContext): string | undefined {
  */
 export function useRateLimits(limiter: RateLimiter): Plugin {
   const decided = new WeakMap<object, ReturnType<RateLimiter["take"]>>();
-  const decide = (kind: Spend, args: { document: unknown; operationName?: string | null; contextValue: unknown }) => {
+  const decide = (
+    kind: Spend,
+    args: { document: unknown; operationName?: string | null; contextValue: unknown },
+  ) => {
     const ctx = args.contextValue as RateContext;
     const operation = getOperationAST(args.document as never, args.operationName ?? undefined);
     if (!operation || !ctx.req) return undefined;
     if (ctx.res && decided.has(ctx.res)) return decided.get(ctx.res);
-    const refusal = limiter.take(kind, rootFields(operation), subjectOf(ctx), limiter.addressOf(ctx.req));
+    const refusal = limiter.take(
+      kind,
+      rootFields(operation),
+      subjectOf(ctx),
+      limiter.addressOf(ctx.req),
+    );
     if (ctx.res) decided.set(ctx.res, refusal);
     return refusal;
   };
@@ -207,11 +238,13 @@ export function useRateLimits(limiter: RateLimiter): Plugin {
       const operation = getOperationAST(args.document, args.operationName ?? undefined);
       const kind: Spend = operation?.operation === "mutation" ? "writes" : "reads";
       const refusal = decide(kind, args);
-      if (refusal) setResultAndStopExecution({ errors: [rateLimited(refusal.message, refusal.retryAfterMs)] });
+      if (refusal)
+        setResultAndStopExecution({ errors: [rateLimited(refusal.message, refusal.retryAfterMs)] });
     },
     onSubscribe({ args, setResultAndStopExecution }) {
       const refusal = decide("subscriptions", args);
-      if (refusal) setResultAndStopExecution({ errors: [rateLimited(refusal.message, refusal.retryAfterMs)] });
+      if (refusal)
+        setResultAndStopExecution({ errors: [rateLimited(refusal.message, refusal.retryAfterMs)] });
     },
   };
 }

@@ -17,7 +17,10 @@ export interface ReadLimits {
   maxReadBytes: number;
 }
 
-export const DEFAULT_READ_LIMITS: ReadLimits = { maxReadLeaves: 100_000, maxReadBytes: 16 * 1024 * 1024 };
+export const DEFAULT_READ_LIMITS: ReadLimits = {
+  maxReadLeaves: 100_000,
+  maxReadBytes: 16 * 1024 * 1024,
+};
 
 interface Size {
   leaves: number;
@@ -25,7 +28,12 @@ interface Size {
 }
 
 /** Counts `value` into `total`, stopping once a bound is passed; objects are memoized. */
-function measure(value: unknown, total: Size, limits: ReadLimits, seen: WeakMap<object, Size>): void {
+function measure(
+  value: unknown,
+  total: Size,
+  limits: ReadLimits,
+  seen: WeakMap<object, Size>,
+): void {
   if (total.leaves > limits.maxReadLeaves || total.bytes > limits.maxReadBytes) return;
   if (value === null || typeof value !== "object") {
     total.leaves++;
@@ -92,7 +100,8 @@ export function useReadBound(limits: ReadLimits): Plugin {
   };
   return {
     onExecute({ args }) {
-      if (getOperationAST(args.document, args.operationName ?? undefined)?.operation !== "query") return;
+      if (getOperationAST(args.document, args.operationName ?? undefined)?.operation !== "query")
+        return;
       return { onExecuteDone: (payload) => void check(payload as never) };
     },
     onSubscribe() {

@@ -13,11 +13,20 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import WebSocket from "ws";
 import { pgliteTarget } from "./helpers/db.ts";
-import { DELETE, MERGE, MUTATE, PATH, type TestServer, read, startTestServer } from "./helpers/server.ts";
+import {
+  DELETE,
+  MERGE,
+  MUTATE,
+  PATH,
+  type TestServer,
+  read,
+  startTestServer,
+} from "./helpers/server.ts";
 
 const RUNS = Number(process.env.KORA_FUZZ_RUNS ?? 60);
 const TIME_MS = Number(process.env.KORA_FUZZ_MS ?? 60_000);
-const SEED = process.env.KORA_FUZZ_SEED === undefined ? undefined : Number(process.env.KORA_FUZZ_SEED);
+const SEED =
+  process.env.KORA_FUZZ_SEED === undefined ? undefined : Number(process.env.KORA_FUZZ_SEED);
 const LIMIT = 32 * 1024; // a small mutation limit keeps oversized cases cheap
 
 type Tree = { [key: string]: Json };
@@ -83,8 +92,38 @@ class Model {
 // ---- generators ----
 
 const hostileKey = fc.oneof(
-  { weight: 6, arbitrary: fc.constantFrom("a", "b", "c", "__proto__", "constructor", "prototype", "toString", "ü", "🎉", "a b", "%", "_", "*", "$", "[0]") },
-  { weight: 1, arbitrary: fc.constantFrom("", "a\u0000b", "x\ny", "\u007f", "\ud800", "é".repeat(400), "k".repeat(769)) },
+  {
+    weight: 6,
+    arbitrary: fc.constantFrom(
+      "a",
+      "b",
+      "c",
+      "__proto__",
+      "constructor",
+      "prototype",
+      "toString",
+      "ü",
+      "🎉",
+      "a b",
+      "%",
+      "_",
+      "*",
+      "$",
+      "[0]",
+    ),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.constantFrom(
+      "",
+      "a\u0000b",
+      "x\ny",
+      "\u007f",
+      "\ud800",
+      "é".repeat(400),
+      "k".repeat(769),
+    ),
+  },
   { weight: 2, arbitrary: fc.string({ unit: "binary", maxLength: 6 }) },
 );
 
@@ -95,7 +134,9 @@ const leaf: fc.Arbitrary<Json> = fc.oneof(
   fc.double({ noNaN: true, noDefaultInfinity: true }),
   fc.boolean(),
   fc.constant(null),
-  fc.array(fc.oneof(fc.integer(), fc.constant(null), fc.string({ maxLength: 4 })), { maxLength: 4 }),
+  fc.array(fc.oneof(fc.integer(), fc.constant(null), fc.string({ maxLength: 4 })), {
+    maxLength: 4,
+  }),
   fc.constant("x".repeat(LIMIT + 10)), // over the mutation limit
 );
 
@@ -119,12 +160,54 @@ const deep = fc.integer({ min: 1, max: 300 }).chain((n) =>
 const path = fc.array(hostileKey, { maxLength: 4 });
 const anyJson = fc.jsonValue({ maxDepth: 3 }) as fc.Arbitrary<Json>;
 
-const TOKENS = ["{", "}", "(", ")", "[", "]", ":", "...", "$v", "query", "mutation", "subscription", "fragment", "on", "Query", "Mutation",
-  "path", "merge", "delete", "mutate", "watch", "value", "version", "__schema", "__typename", "types", "ofType", "@skip(if: true)", '"a"', "1", "null", "true", "a:", "b:", "#"];
+const TOKENS = [
+  "{",
+  "}",
+  "(",
+  ")",
+  "[",
+  "]",
+  ":",
+  "...",
+  "$v",
+  "query",
+  "mutation",
+  "subscription",
+  "fragment",
+  "on",
+  "Query",
+  "Mutation",
+  "path",
+  "merge",
+  "delete",
+  "mutate",
+  "watch",
+  "value",
+  "version",
+  "__schema",
+  "__typename",
+  "types",
+  "ofType",
+  "@skip(if: true)",
+  '"a"',
+  "1",
+  "null",
+  "true",
+  "a:",
+  "b:",
+  "#",
+];
 const document = fc.oneof(
   fc.array(fc.constantFrom(...TOKENS), { maxLength: 40 }).map((t) => t.join(" ")),
   fc.string({ unit: "binary", maxLength: 40 }),
-  fc.constantFrom(PATH, MERGE, DELETE, MUTATE, "{ __typename }", `{ ${"a: __typename ".repeat(200)} }`),
+  fc.constantFrom(
+    PATH,
+    MERGE,
+    DELETE,
+    MUTATE,
+    "{ __typename }",
+    `{ ${"a: __typename ".repeat(200)} }`,
+  ),
 );
 
 type Op =
@@ -136,24 +219,65 @@ type Op =
   | { kind: "body"; contentType: string; body: string };
 
 const op: fc.Arbitrary<Op> = fc.oneof(
-  { weight: 4, arbitrary: fc.record({ kind: fc.constant("merge" as const), path, value: fc.oneof({ weight: 5, arbitrary: value }, { weight: 1, arbitrary: deep }) }) },
+  {
+    weight: 4,
+    arbitrary: fc.record({
+      kind: fc.constant("merge" as const),
+      path,
+      value: fc.oneof({ weight: 5, arbitrary: value }, { weight: 1, arbitrary: deep }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("delete" as const), path }) },
   {
     weight: 3,
     arbitrary: fc.record({
       kind: fc.constant("mutate" as const),
       merge: fc.oneof(value, anyJson),
-      delete: fc.oneof(fc.constant(null), fc.dictionary(hostileKey, fc.oneof(fc.constant(true as Json), fc.dictionary(hostileKey, fc.constantFrom<Json>(true, 1, false, "x"), { maxKeys: 2 })), { maxKeys: 3 }) as fc.Arbitrary<Json>),
+      delete: fc.oneof(
+        fc.constant(null),
+        fc.dictionary(
+          hostileKey,
+          fc.oneof(
+            fc.constant(true as Json),
+            fc.dictionary(hostileKey, fc.constantFrom<Json>(true, 1, false, "x"), { maxKeys: 2 }),
+          ),
+          { maxKeys: 3 },
+        ) as fc.Arbitrary<Json>,
+      ),
     }),
   },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("read" as const), path, limit: fc.oneof(fc.constant(null), fc.integer({ min: -2, max: 3 }), anyJson) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant("document" as const), query: document, variables: fc.oneof(anyJson, fc.record({ path, value })) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("read" as const),
+      path,
+      limit: fc.oneof(fc.constant(null), fc.integer({ min: -2, max: 3 }), anyJson),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant("document" as const),
+      query: document,
+      variables: fc.oneof(anyJson, fc.record({ path, value })),
+    }),
+  },
   {
     weight: 1,
     arbitrary: fc.record({
       kind: fc.constant("body" as const),
-      contentType: fc.constantFrom("application/json", "application/graphql-response+json", "text/plain", "application/x-www-form-urlencoded", ""),
-      body: fc.oneof(fc.string({ unit: "binary", maxLength: 60 }), anyJson.map((j) => JSON.stringify(j)), fc.constant('{"query": "{ __typename }", "variables": 5}')),
+      contentType: fc.constantFrom(
+        "application/json",
+        "application/graphql-response+json",
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "",
+      ),
+      body: fc.oneof(
+        fc.string({ unit: "binary", maxLength: 60 }),
+        anyJson.map((j) => JSON.stringify(j)),
+        fc.constant('{"query": "{ __typename }", "variables": 5}'),
+      ),
     }),
   },
 );
@@ -162,11 +286,20 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 
 interface Answer {
   status: number;
-  body: { data?: Record<string, unknown> | null; errors?: { message: string; extensions?: { code?: string } }[] } | undefined;
+  body:
+    | {
+        data?: Record<string, unknown> | null;
+        errors?: { message: string; extensions?: { code?: string } }[];
+      }
+    | undefined;
 }
 
 async function send(url: string, contentType: string, body: string): Promise<Answer> {
-  const res = await fetch(url, { method: "POST", headers: contentType ? { "content-type": contentType } : {}, body });
+  const res = await fetch(url, {
+    method: "POST",
+    headers: contentType ? { "content-type": contentType } : {},
+    body,
+  });
   const text = await res.text();
   let parsed: Answer["body"];
   try {
@@ -184,12 +317,21 @@ function gql(url: string, query: string, variables: unknown): Promise<Answer> {
 /** The failures the suite looks for, whatever the answer's shape. */
 function checkAnswer(a: Answer, what: string): void {
   const codes = (a.body?.errors ?? []).map((e) => e.extensions?.code);
-  if (a.status >= 500 && !(a.status === 503 && codes.includes("UNAVAILABLE"))) throw new Error(`${what}: status ${a.status} ${JSON.stringify(a.body)?.slice(0, 300)}`);
-  if (codes.includes("INTERNAL_SERVER_ERROR")) throw new Error(`${what}: INTERNAL_SERVER_ERROR ${JSON.stringify(a.body?.errors).slice(0, 300)}`);
-  for (const c of codes) if (typeof c !== "string") throw new Error(`${what}: an error without a code ${JSON.stringify(a.body?.errors).slice(0, 300)}`);
+  if (a.status >= 500 && !(a.status === 503 && codes.includes("UNAVAILABLE")))
+    throw new Error(`${what}: status ${a.status} ${JSON.stringify(a.body)?.slice(0, 300)}`);
+  if (codes.includes("INTERNAL_SERVER_ERROR"))
+    throw new Error(
+      `${what}: INTERNAL_SERVER_ERROR ${JSON.stringify(a.body?.errors).slice(0, 300)}`,
+    );
+  for (const c of codes)
+    if (typeof c !== "string")
+      throw new Error(
+        `${what}: an error without a code ${JSON.stringify(a.body?.errors).slice(0, 300)}`,
+      );
 }
 
-const accepted = (a: Answer, field: string) => a.status === 200 && !a.body?.errors?.length && a.body?.data?.[field] != null;
+const accepted = (a: Answer, field: string) =>
+  a.status === 200 && !a.body?.errors?.length && a.body?.data?.[field] != null;
 
 async function run(server: TestServer, model: Model, o: Op): Promise<void> {
   const { url } = server;
@@ -220,7 +362,10 @@ async function run(server: TestServer, model: Model, o: Op): Promise<void> {
     case "document":
     case "body": {
       const version = await server.kora.gateway.store.version();
-      const a = o.kind === "document" ? await gql(url, o.query, o.variables) : await send(url, o.contentType, o.body);
+      const a =
+        o.kind === "document"
+          ? await gql(url, o.query, o.variables)
+          : await send(url, o.contentType, o.body);
       checkAnswer(a, what);
       // A generated document can be a real mutation; then its committed result is the model's.
       const data = a.body?.data ?? {};
@@ -276,30 +421,59 @@ describe("fuzz: hostile input against a real server", () => {
       fc.asyncProperty(fc.array(op, { minLength: 1, maxLength: 8 }), async (ops) => {
         // Each run starts from an empty tree, so a failing run shrinks on its own.
         const top = (await read(server.url, [])) as Tree | null;
-        if (top) await gql(server.url, MUTATE, { delete: Object.fromEntries(Object.keys(top).map((k) => [k, true])) });
+        if (top)
+          await gql(server.url, MUTATE, {
+            delete: Object.fromEntries(Object.keys(top).map((k) => [k, true])),
+          });
         const model = new Model();
         for (const o of ops) await run(server, model, o);
         expect((await read(server.url, [])) ?? {}).toEqual(model.tree);
       }),
-      { numRuns: RUNS, interruptAfterTimeLimit: TIME_MS, markInterruptAsFailure: false, ...(SEED === undefined ? {} : { seed: SEED }) },
+      {
+        numRuns: RUNS,
+        interruptAfterTimeLimit: TIME_MS,
+        markInterruptAsFailure: false,
+        ...(SEED === undefined ? {} : { seed: SEED }),
+      },
     );
     // Still serving, and nothing reached Object.prototype.
     expect(await gql(server.url, "{ __typename }", {})).toMatchObject({ status: 200 });
     expect(({} as Record<string, unknown>).a).toBeUndefined();
   });
 
-  it("random WebSocket frames end in a clean close or an answer, never an internal error", { timeout: TIME_MS + 60_000 }, async () => {
+  it("random WebSocket frames end in a clean close or an answer, never an internal error", {
+    timeout: TIME_MS + 60_000,
+  }, async () => {
     const frame = fc.oneof(
       fc.string({ unit: "binary", maxLength: 40 }),
       anyJson.map((j) => JSON.stringify(j)),
-      fc.record({ id: fc.oneof(fc.string({ maxLength: 3 }), fc.integer()), type: fc.constantFrom("subscribe", "complete", "ping", "pong", "connection_init", "next", "x"), payload: fc.oneof(anyJson, fc.record({ query: document, variables: anyJson })) }).map((m) => JSON.stringify(m)),
+      fc
+        .record({
+          id: fc.oneof(fc.string({ maxLength: 3 }), fc.integer()),
+          type: fc.constantFrom(
+            "subscribe",
+            "complete",
+            "ping",
+            "pong",
+            "connection_init",
+            "next",
+            "x",
+          ),
+          payload: fc.oneof(anyJson, fc.record({ query: document, variables: anyJson })),
+        })
+        .map((m) => JSON.stringify(m)),
     );
     await fc.assert(
       fc.asyncProperty(fc.array(frame, { maxLength: 5 }), async (frames) => {
         const code = await socketFrames(server.wsUrl, frames);
         expect([1011, 4500]).not.toContain(code); // internal error close codes
       }),
-      { numRuns: Math.ceil(RUNS / 2), interruptAfterTimeLimit: TIME_MS / 2, markInterruptAsFailure: false, ...(SEED === undefined ? {} : { seed: SEED }) },
+      {
+        numRuns: Math.ceil(RUNS / 2),
+        interruptAfterTimeLimit: TIME_MS / 2,
+        markInterruptAsFailure: false,
+        ...(SEED === undefined ? {} : { seed: SEED }),
+      },
     );
     expect(await gql(server.url, "{ __typename }", {})).toMatchObject({ status: 200 });
   });

@@ -31,7 +31,9 @@ describe("GraphQL over HTTP", () => {
   it("refuses a mutation over GET with 405 and Allow: POST, writing nothing", async () => {
     const version = await server.kora.gateway.store.version();
     const query = encodeURIComponent('mutation { merge(path: ["get"], value: 1) { version } }');
-    const res = await fetch(`${server.url}?query=${query}`, { headers: { accept: "application/graphql-response+json" } });
+    const res = await fetch(`${server.url}?query=${query}`, {
+      headers: { accept: "application/graphql-response+json" },
+    });
     expect(res.status).toBe(405);
     expect(res.headers.get("allow")).toMatch(/POST/);
     expect(await server.kora.gateway.store.version()).toBe(version);

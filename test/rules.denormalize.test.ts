@@ -42,15 +42,21 @@ describe("denormalize targets", () => {
     ["a control character", "iron\u0001bay", /control character/],
     ["a newline", "iron\nbay", /control character/],
     ["a boolean", true, /not a string/],
-  ])("a target computed as %s is BAD_USER_INPUT naming the rule; nothing is written", async (_name, company, message) => {
-    const version = await server.kora.gateway.store.version();
-    const r = await http(server.url, MERGE, { path: ["user:info", "dax"], value: { name: "Dax", company } });
-    expect(r.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
-    expect(r.errors?.[0]?.message).toMatch(/denormalize target of rule "user:info\/\$uid"/);
-    expect(r.errors?.[0]?.message).toMatch(message);
-    expect(await server.kora.gateway.store.version()).toBe(version);
-    expect(await read(server.url, ["user:info"])).toBeNull();
-  });
+  ])(
+    "a target computed as %s is BAD_USER_INPUT naming the rule; nothing is written",
+    async (_name, company, message) => {
+      const version = await server.kora.gateway.store.version();
+      const r = await http(server.url, MERGE, {
+        path: ["user:info", "dax"],
+        value: { name: "Dax", company },
+      });
+      expect(r.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+      expect(r.errors?.[0]?.message).toMatch(/denormalize target of rule "user:info\/\$uid"/);
+      expect(r.errors?.[0]?.message).toMatch(message);
+      expect(await server.kora.gateway.store.version()).toBe(version);
+      expect(await read(server.url, ["user:info"])).toBeNull();
+    },
+  );
 
   it("a valid target is written with the mutation; a value without the field writes no target", async () => {
     await merge(server.url, ["user:info", "dax"], { name: "Dax", company: "ironbay" });

@@ -26,7 +26,10 @@ function chunkedPost(url: string): Promise<Outcome> {
   return new Promise((resolve, reject) => {
     let written = 0;
     let answered = false;
-    const req = request(url, { method: "POST", headers: { "content-type": "application/json", "transfer-encoding": "chunked" } });
+    const req = request(url, {
+      method: "POST",
+      headers: { "content-type": "application/json", "transfer-encoding": "chunked" },
+    });
     req.on("response", (res) => {
       answered = true;
       const writtenAtResponse = written;
@@ -34,14 +37,18 @@ function chunkedPost(url: string): Promise<Outcome> {
       res.setEncoding("utf8").on("data", (c: string) => {
         body += c;
       });
-      res.on("end", () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body, writtenAtResponse }));
+      res.on("end", () =>
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, body, writtenAtResponse }),
+      );
       res.on("error", reject);
     });
     // The server may close while we still write: that is the point, not a failure.
     req.on("error", (error) => {
       if (!answered) reject(error);
     });
-    const head = Buffer.from(`{"query":"mutation($v: JSON!) { merge(path: [\\"chunked\\"], value: $v) { version } }","variables":{"v":"`);
+    const head = Buffer.from(
+      `{"query":"mutation($v: JSON!) { merge(path: [\\"chunked\\"], value: $v) { version } }","variables":{"v":"`,
+    );
     const pump = () => {
       if (answered || req.destroyed) return;
       if (written >= TOTAL) {
@@ -69,7 +76,9 @@ describe("streamed body limits", () => {
     const version = await server.kora.gateway.store.version();
     const outcome = await chunkedPost(server.url);
     expect(outcome.status).toBe(413);
-    const body = JSON.parse(outcome.body) as { errors: { message: string; extensions: { code: string } }[] };
+    const body = JSON.parse(outcome.body) as {
+      errors: { message: string; extensions: { code: string } }[];
+    };
     expect(body.errors[0]!.extensions.code).toBe("PAYLOAD_TOO_LARGE");
     expect(body.errors[0]!.message).toContain(`at most ${LIMIT} bytes`);
     expect(outcome.headers.connection).toBe("close");
@@ -88,7 +97,10 @@ describe("streamed body limits", () => {
       body: JSON.stringify({ query: "{ __typename }", variables: { v: "x".repeat(LIMIT) } }),
     });
     expect(res.status).toBe(413);
-    expect(((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions.code).toBe("PAYLOAD_TOO_LARGE");
+    expect(
+      ((await res.json()) as { errors: { extensions: { code: string } }[] }).errors[0]!.extensions
+        .code,
+    ).toBe("PAYLOAD_TOO_LARGE");
   });
 
   it("a WebSocket message over the limit closes the socket with 1009", async () => {

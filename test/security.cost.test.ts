@@ -6,31 +6,50 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { wsClient } from "./helpers/clients.ts";
 import { pgliteTarget } from "./helpers/db.ts";
-import { type GraphQLResponse, type TestServer, http, merge, startTestServer } from "./helpers/server.ts";
+import {
+  type GraphQLResponse,
+  type TestServer,
+  http,
+  merge,
+  startTestServer,
+} from "./helpers/server.ts";
 
 const LEAVES = 1000;
-const subtree = Object.fromEntries(Array.from({ length: LEAVES }, (_, i) => [`k${String(i).padStart(4, "0")}`, `value ${i}`]));
+const subtree = Object.fromEntries(
+  Array.from({ length: LEAVES }, (_, i) => [`k${String(i).padStart(4, "0")}`, `value ${i}`]),
+);
 
 function aliases(n: number, path: (i: number) => string[]): string {
-  const fields = Array.from({ length: n }, (_, i) => `a${i}: path(path: ${JSON.stringify(path(i))})`);
+  const fields = Array.from(
+    { length: n },
+    (_, i) => `a${i}: path(path: ${JSON.stringify(path(i))})`,
+  );
   return `query { ${fields.join(" ")} }`;
 }
 
 /** 30 levels of `ofType`, each in its own fragment: depth that only shows through the spreads. */
 function fragmentChain(levels: number): string {
   const fragments = Array.from({ length: levels }, (_, i) =>
-    i === levels - 1 ? `fragment F${i} on __Type { name }` : `fragment F${i} on __Type { ofType { ...F${i + 1} } }`,
+    i === levels - 1
+      ? `fragment F${i} on __Type { name }`
+      : `fragment F${i} on __Type { ofType { ...F${i + 1} } }`,
   );
   return `query { __schema { types { ...F0 } } } ${fragments.join(" ")}`;
 }
 
 /** Runs `work` and returns its result with the process' CPU time and RSS growth meanwhile (the server runs in this process). */
-async function measured<T>(work: () => Promise<T>): Promise<{ result: T; cpuMs: number; rssMiB: number }> {
+async function measured<T>(
+  work: () => Promise<T>,
+): Promise<{ result: T; cpuMs: number; rssMiB: number }> {
   const rss = process.memoryUsage.rss();
   const cpu = process.cpuUsage();
   const result = await work();
   const used = process.cpuUsage(cpu);
-  return { result, cpuMs: (used.user + used.system) / 1000, rssMiB: (process.memoryUsage.rss() - rss) / 2 ** 20 };
+  return {
+    result,
+    cpuMs: (used.user + used.system) / 1000,
+    rssMiB: (process.memoryUsage.rss() - rss) / 2 ** 20,
+  };
 }
 
 async function seed(url: string, count: number) {
@@ -75,7 +94,10 @@ describe("cost bounds with the default limits", () => {
   });
 
   it("still answers one operation reading 10 subtrees of 1,000 leaves", async () => {
-    const r = await http<Record<string, Record<string, string>>>(server.url, aliases(10, (i) => [`t${i}`]));
+    const r = await http<Record<string, Record<string, string>>>(
+      server.url,
+      aliases(10, (i) => [`t${i}`]),
+    );
     expect(r.errors).toBeUndefined();
     for (let i = 0; i < 10; i++) expect(Object.keys(r.data![`a${i}`]!)).toHaveLength(LEAVES);
   });
@@ -103,15 +125,29 @@ describe("the read bound", () => {
   };
 
   it("refuses the alias flood as PAYLOAD_TOO_LARGE without building the response", async () => {
-    const { result, rssMiB } = await measured(() => http(server.url, aliases(1900, () => ["t0"])));
+    const { result, rssMiB } = await measured(() =>
+      http(
+        server.url,
+        aliases(1900, () => ["t0"]),
+      ),
+    );
     refusedFor(result, "maxReadLeaves");
     expect(rssMiB).toBeLessThan(20);
   });
 
   it("counts leaves over distinct subtrees, within and over the bound, on the fast path and through yoga", async () => {
-    const within = await http(server.url, aliases(5, (i) => [`t${i}`]));
+    const within = await http(
+      server.url,
+      aliases(5, (i) => [`t${i}`]),
+    );
     expect(within.errors).toBeUndefined();
-    refusedFor(await http(server.url, aliases(6, (i) => [`t${i}`])), "maxReadLeaves");
+    refusedFor(
+      await http(
+        server.url,
+        aliases(6, (i) => [`t${i}`]),
+      ),
+      "maxReadLeaves",
+    );
     // Without an Accept header the same request takes the fast path (server/fastpath.ts).
     const res = await fetch(server.url, {
       method: "POST",
@@ -129,7 +165,10 @@ describe("the read bound", () => {
     const client = wsClient(server.wsUrl);
     try {
       const r = await new Promise<GraphQLResponse>((resolve, reject) => {
-        client.subscribe({ query: aliases(6, (i) => [`t${i}`]) }, { next: (v) => resolve(v as GraphQLResponse), error: reject, complete: () => {} });
+        client.subscribe(
+          { query: aliases(6, (i) => [`t${i}`]) },
+          { next: (v) => resolve(v as GraphQLResponse), error: reject, complete: () => {} },
+        );
       });
       refusedFor(r, "maxReadLeaves");
       expect(r.errors?.[0]?.extensions).not.toHaveProperty("http");

@@ -43,7 +43,11 @@ function upgrade(wsUrl: string, origin: string | undefined): Promise<number> {
 
 const simpleBodies: [string, string, string][] = [
   ["form-urlencoded", "application/x-www-form-urlencoded", `query=${encodeURIComponent(WRITE)}`],
-  ["multipart", "multipart/form-data; boundary=b", `--b\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${JSON.stringify({ query: WRITE })}\r\n--b--\r\n`],
+  [
+    "multipart",
+    "multipart/form-data; boundary=b",
+    `--b\r\nContent-Disposition: form-data; name="operations"\r\n\r\n${JSON.stringify({ query: WRITE })}\r\n--b--\r\n`,
+  ],
   ["text/plain", "text/plain", JSON.stringify({ query: WRITE })],
   ["application/graphql", "application/graphql", WRITE],
 ];
@@ -59,27 +63,36 @@ describe("cross-site protection", () => {
     await server?.close();
   });
 
-  it.each(simpleBodies)("a %s mutation is refused from a foreign origin, an allowed one and none: nothing written", async (_n, type, body) => {
-    const version = await server.kora.gateway.store.version();
-    for (const origin of [EVIL, APP, undefined]) {
-      const res = await fetch(server.url, {
-        method: "POST",
-        headers: { "content-type": type, ...(origin ? { origin } : {}) },
-        body,
-      });
-      // A foreign origin is refused first (403); otherwise the body type is (415).
-      expect(res.status, String(origin)).toBe(origin === EVIL ? 403 : 415);
-      expect(res.headers.get("access-control-allow-credentials")).toBeNull();
-      const json = (await res.json()) as { errors: { message: string }[] };
-      expect(json.errors[0]!.message).toMatch(origin === EVIL ? /cors\.origins/ : /application\/json/);
-    }
-    expect(await server.kora.gateway.store.version()).toBe(version);
-    expect(await read(server.url, ["cs"])).toBeNull();
-  });
+  it.each(simpleBodies)(
+    "a %s mutation is refused from a foreign origin, an allowed one and none: nothing written",
+    async (_n, type, body) => {
+      const version = await server.kora.gateway.store.version();
+      for (const origin of [EVIL, APP, undefined]) {
+        const res = await fetch(server.url, {
+          method: "POST",
+          headers: { "content-type": type, ...(origin ? { origin } : {}) },
+          body,
+        });
+        // A foreign origin is refused first (403); otherwise the body type is (415).
+        expect(res.status, String(origin)).toBe(origin === EVIL ? 403 : 415);
+        expect(res.headers.get("access-control-allow-credentials")).toBeNull();
+        const json = (await res.json()) as { errors: { message: string }[] };
+        expect(json.errors[0]!.message).toMatch(
+          origin === EVIL ? /cors\.origins/ : /application\/json/,
+        );
+      }
+      expect(await server.kora.gateway.store.version()).toBe(version);
+      expect(await read(server.url, ["cs"])).toBeNull();
+    },
+  );
 
   it("a JSON mutation from a foreign origin is refused; from the allowed origin it works with CORS headers", async () => {
     const post = (origin: string) =>
-      fetch(server.url, { method: "POST", headers: { "content-type": "application/json", origin }, body: JSON.stringify({ query: WRITE }) });
+      fetch(server.url, {
+        method: "POST",
+        headers: { "content-type": "application/json", origin },
+        body: JSON.stringify({ query: WRITE }),
+      });
     const foreign = await post(EVIL);
     expect(foreign.status).toBe(403);
     expect(foreign.headers.get("access-control-allow-origin")).toBeNull();
@@ -95,7 +108,11 @@ describe("cross-site protection", () => {
     const preflight = (origin: string) =>
       fetch(server.url, {
         method: "OPTIONS",
-        headers: { origin, "access-control-request-method": "POST", "access-control-request-headers": "content-type" },
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
       });
     const ok = await preflight(APP);
     expect(ok.headers.get("access-control-allow-origin")).toBe(APP);
@@ -114,16 +131,27 @@ describe("cross-site protection", () => {
   });
 
   it("the allowed origin can watch and write over graphql-ws", async () => {
-    const client = createClient({ url: server.wsUrl, webSocketImpl: originSocket(APP), retryAttempts: 0 });
+    const client = createClient({
+      url: server.wsUrl,
+      webSocketImpl: originSocket(APP),
+      retryAttempts: 0,
+    });
     open.push(client);
     const events = new EventQueue<WireEvent>();
     client.subscribe<{ watch: WireEvent }>(
       { query: WATCH, variables: { path: ["cs"] } },
-      { next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data!.watch)), error: (e) => events.fail(e), complete: () => {} },
+      {
+        next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data!.watch)),
+        error: (e) => events.fail(e),
+        complete: () => {},
+      },
     );
     expect((await events.next()).snapshot).toBe(true);
     const result = await new Promise<unknown>((resolve, reject) => {
-      client.subscribe({ query: MERGE, variables: { path: ["cs", "ws"], value: 2 } }, { next: resolve, error: reject, complete: () => {} });
+      client.subscribe(
+        { query: MERGE, variables: { path: ["cs", "ws"], value: 2 } },
+        { next: resolve, error: reject, complete: () => {} },
+      );
     });
     expect(result).toMatchObject({ data: { merge: { version: expect.any(String) } } });
     expect((await events.next()).merge).toEqual({ cs: { ws: 2 } });
@@ -138,9 +166,12 @@ describe("cross-site protection", () => {
     });
     expect(post.status).toBe(403);
     await post.body?.cancel();
-    const get = await fetch(`${server.url}?query=${encodeURIComponent(WATCH)}&variables=${encodeURIComponent('{"path":["cs"]}')}`, {
-      headers: { accept: "text/event-stream", origin: EVIL },
-    });
+    const get = await fetch(
+      `${server.url}?query=${encodeURIComponent(WATCH)}&variables=${encodeURIComponent('{"path":["cs"]}')}`,
+      {
+        headers: { accept: "text/event-stream", origin: EVIL },
+      },
+    );
     expect(get.status).toBe(403);
     await get.body?.cancel();
 
@@ -164,29 +195,58 @@ describe("credentials", () => {
 
   it("are allowed for the listed origin and never for another, on any kind of response", async () => {
     const requests: [string, RequestInit, string][] = [
-      ["POST", { method: "POST", headers: { "content-type": "application/json" }, body: '{"query":"{ path(path: []) }"}' }, ""],
+      [
+        "POST",
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: '{"query":"{ path(path: []) }"}',
+        },
+        "",
+      ],
       ["GET", { method: "GET" }, `?query=${encodeURIComponent("{ path(path: []) }")}`],
       ["OPTIONS", { method: "OPTIONS", headers: { "access-control-request-method": "POST" } }, ""],
       ["415", { method: "POST", headers: { "content-type": "text/plain" }, body: "x" }, ""],
-      ["bad JSON", { method: "POST", headers: { "content-type": "application/json" }, body: "{" }, ""],
+      [
+        "bad JSON",
+        { method: "POST", headers: { "content-type": "application/json" }, body: "{" },
+        "",
+      ],
       ["GraphiQL", { method: "GET", headers: { accept: "text/html" } }, ""],
     ];
     for (const [name, init, query] of requests) {
-      for (const origin of [EVIL, "null", "https://app.example.com.evil.net", "http://app.example.com"]) {
-        const res = await fetch(server.url + query, { ...init, headers: { ...(init.headers as object), origin } });
+      for (const origin of [
+        EVIL,
+        "null",
+        "https://app.example.com.evil.net",
+        "http://app.example.com",
+      ]) {
+        const res = await fetch(server.url + query, {
+          ...init,
+          headers: { ...(init.headers as object), origin },
+        });
         await res.arrayBuffer();
-        expect(res.headers.get("access-control-allow-credentials"), `${name} from ${origin}`).toBeNull();
+        expect(
+          res.headers.get("access-control-allow-credentials"),
+          `${name} from ${origin}`,
+        ).toBeNull();
         expect(res.headers.get("access-control-allow-origin"), `${name} from ${origin}`).toBeNull();
       }
-      const res = await fetch(server.url + query, { ...init, headers: { ...(init.headers as object), origin: APP } });
+      const res = await fetch(server.url + query, {
+        ...init,
+        headers: { ...(init.headers as object), origin: APP },
+      });
       await res.arrayBuffer();
-      if (name !== "415") expect(res.headers.get("access-control-allow-credentials"), name).toBe("true");
+      if (name !== "415")
+        expect(res.headers.get("access-control-allow-credentials"), name).toBe("true");
     }
   });
 
   it("refuses an allowlist entry that is not an origin", () => {
     expect(() => createOriginPolicy({ origins: ["*"] })).toThrow(/cors\.origins entry "\*"/);
-    expect(() => createOriginPolicy({ origins: ["https://a.example/path"] })).toThrow(/not an origin/);
+    expect(() => createOriginPolicy({ origins: ["https://a.example/path"] })).toThrow(
+      /not an origin/,
+    );
     expect(() => createOriginPolicy({ origins: ["app.example.com"] })).toThrow(/not an origin/);
   });
 });

@@ -29,7 +29,8 @@ interface Answer {
 /** The subject is the `x-user` header (HTTP, SSE) or the `user` connection parameter (WebSocket). */
 const authenticate = createAuthenticator({
   authenticate: ({ headers, connectionParams }) => {
-    const user = (connectionParams?.user as string | undefined) ?? (headers["x-user"] as string | undefined);
+    const user =
+      (connectionParams?.user as string | undefined) ?? (headers["x-user"] as string | undefined);
     return { auth: user ? { sub: user } : null };
   },
 });
@@ -47,7 +48,12 @@ async function write(url: string, key: string, headers: Record<string, string>):
 }
 
 /** One operation over SSE (POST, Accept: text/event-stream): its first payload. */
-async function sseOnce(url: string, query: string, variables: Record<string, unknown>, headers: Record<string, string>): Promise<{ errors?: GqlError[]; data?: unknown }> {
+async function sseOnce(
+  url: string,
+  query: string,
+  variables: Record<string, unknown>,
+  headers: Record<string, string>,
+): Promise<{ errors?: GqlError[]; data?: unknown }> {
   const res = await fetch(url, {
     method: "POST",
     headers: { "content-type": "application/json", accept: "text/event-stream", ...headers },
@@ -60,17 +66,37 @@ async function sseOnce(url: string, query: string, variables: Record<string, unk
 }
 
 function socketClient(url: string, user: string): Client {
-  return createClient({ url, webSocketImpl: WebSocket, retryAttempts: 0, connectionParams: { user } });
+  return createClient({
+    url,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    connectionParams: { user },
+  });
 }
 
-function once(client: Client, query: string, variables: Record<string, unknown>): Promise<{ errors?: GqlError[]; data?: unknown }> {
+function once(
+  client: Client,
+  query: string,
+  variables: Record<string, unknown>,
+): Promise<{ errors?: GqlError[]; data?: unknown }> {
   return new Promise((resolve, reject) => {
-    client.subscribe({ query, variables }, { next: (r) => resolve(r as never), error: (e) => (Array.isArray(e) ? resolve({ errors: e as GqlError[] }) : reject(e)), complete: () => {} });
+    client.subscribe(
+      { query, variables },
+      {
+        next: (r) => resolve(r as never),
+        error: (e) => (Array.isArray(e) ? resolve({ errors: e as GqlError[] }) : reject(e)),
+        complete: () => {},
+      },
+    );
   });
 }
 
 /** Polls `attempt` until it holds, at most `count` times and `ms` milliseconds. */
-async function eventually<T>(attempt: () => Promise<T | undefined>, count = 200, ms = 10_000): Promise<T> {
+async function eventually<T>(
+  attempt: () => Promise<T | undefined>,
+  count = 200,
+  ms = 10_000,
+): Promise<T> {
   const deadline = Date.now() + ms;
   for (let i = 0; i < count && Date.now() < deadline; i++) {
     const value = await attempt();
@@ -103,18 +129,30 @@ describe("rate limits", () => {
 
   it("a subject over its write budget gets RATE_LIMITED over HTTP, SSE and WebSocket; others are not; the budget refills", async () => {
     const { url, wsUrl, kora } = await start({
-      rateLimits: { subject: { writes: { perSecond: 0.5, burst: 3 } }, address: { writes: HIGH, reads: HIGH, subscriptions: HIGH } },
+      rateLimits: {
+        subject: { writes: { perSecond: 0.5, burst: 3 } },
+        address: { writes: HIGH, reads: HIGH, subscriptions: HIGH },
+      },
     });
-    for (let i = 0; i < 3; i++) expect((await write(url, `a${i}`, { "x-user": "alice" })).status).toBe(200);
+    for (let i = 0; i < 3; i++)
+      expect((await write(url, `a${i}`, { "x-user": "alice" })).status).toBe(200);
     const version = await kora.gateway.store.version();
 
     const refused = await write(url, "over", { "x-user": "alice" });
     expect(refused.status).toBe(429);
     expect(Number(refused.retryAfter)).toBeGreaterThanOrEqual(1);
-    expectRateLimited(refused.errors?.[0], /too many writes for subject "alice".*rateLimits\.subject\.writes/);
+    expectRateLimited(
+      refused.errors?.[0],
+      /too many writes for subject "alice".*rateLimits\.subject\.writes/,
+    );
     expect(refused.errors?.[0]?.extensions).not.toHaveProperty("http");
 
-    const overSse = await sseOnce(url, MERGE, { path: ["rl", "sse"], value: 1 }, { "x-user": "alice" });
+    const overSse = await sseOnce(
+      url,
+      MERGE,
+      { path: ["rl", "sse"], value: 1 },
+      { "x-user": "alice" },
+    );
     expectRateLimited(overSse.errors?.[0], /subject "alice"/);
 
     const alice = socketClient(wsUrl, "alice");
@@ -141,7 +179,10 @@ describe("rate limits", () => {
 
   it("new subscriptions have their own budget, over SSE and WebSocket", async () => {
     const { url, wsUrl } = await start({
-      rateLimits: { subject: { subscriptions: { perSecond: 0.01, burst: 2 } }, address: { writes: HIGH, reads: HIGH, subscriptions: HIGH } },
+      rateLimits: {
+        subject: { subscriptions: { perSecond: 0.01, burst: 2 } },
+        address: { writes: HIGH, reads: HIGH, subscriptions: HIGH },
+      },
     });
     const first = sseSubscribe(url, WATCH, { path: ["rl"] }, { "x-user": "carol" });
     const second = sseSubscribe(url, WATCH, { path: ["rl"] }, { "x-user": "carol" });
@@ -172,7 +213,10 @@ describe("rate limits", () => {
     expect((await write(url, "p2", from("203.0.113.1"))).status).toBe(200);
     const refused = await write(url, "p3", from("203.0.113.1"));
     expect(refused.status).toBe(429);
-    expectRateLimited(refused.errors?.[0], /from address 203\.0\.113\.1 \(rateLimits\.address\.writes/);
+    expectRateLimited(
+      refused.errors?.[0],
+      /from address 203\.0\.113\.1 \(rateLimits\.address\.writes/,
+    );
     expect((await write(url, "q1", from("203.0.113.2"))).status).toBe(200);
     await server!.close();
 
@@ -197,7 +241,9 @@ describe("rate limits", () => {
           res.setEncoding("utf8").on("data", (c: string) => {
             reason += c;
           });
-          res.on("end", () => resolve({ ws, status: res.statusCode ?? 0, reason: `${res.statusMessage} ${reason}` }));
+          res.on("end", () =>
+            resolve({ ws, status: res.statusCode ?? 0, reason: `${res.statusMessage} ${reason}` }),
+          );
         });
         ws.once("error", reject);
       });
@@ -237,16 +283,26 @@ describe("rate limits", () => {
     queues.forEach((events, i) => {
       client.subscribe<{ watch: WireEvent }>(
         { query: WATCH, variables: { path: ["rl", `s${i}`] } },
-        { next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data!.watch)), error: (e) => events.fail(e), complete: () => {} },
+        {
+          next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data!.watch)),
+          error: (e) => events.fail(e),
+          complete: () => {},
+        },
       );
     });
     for (const events of queues.slice(0, 3)) expect((await events.next()).snapshot).toBe(true);
     const refusal = (await queues[3]!.next().catch((e: unknown) => e)) as GqlError[];
-    expectRateLimited(refusal[0], /already has 3 operations active; at most 3 are accepted \(rateLimits\.maxSubscriptionsPerConnection\)/);
+    expectRateLimited(
+      refusal[0],
+      /already has 3 operations active; at most 3 are accepted \(rateLimits\.maxSubscriptionsPerConnection\)/,
+    );
     const other = socketClient(wsUrl, "erin");
     clients.push(other);
     const events = new EventQueue<WireEvent>();
-    other.subscribe<{ watch: WireEvent }>({ query: WATCH, variables: { path: ["rl"] } }, { next: (r) => events.push(r.data!.watch), error: (e) => events.fail(e), complete: () => {} });
+    other.subscribe<{ watch: WireEvent }>(
+      { query: WATCH, variables: { path: ["rl"] } },
+      { next: (r) => events.push(r.data!.watch), error: (e) => events.fail(e), complete: () => {} },
+    );
     expect((await events.next()).snapshot).toBe(true);
   });
 });

@@ -24,15 +24,31 @@ const cases: [string, string, RegExp][] = [
     "export default { rules: false, auth: { jwt: { secret: process.env.KORA_TEST_SURELY_UNSET_SECRET, issuer: 'me' } } };",
     /auth\.jwt is configured but has no key.*is the environment variable it reads set\?/,
   ],
-  ["a JWKS file that does not exist", "export default { rules: false, auth: { jwt: { jwksFile: '/nonexistent/jwks.json' } } };", /auth\.jwt\.jwksFile \/nonexistent\/jwks\.json: ENOENT/],
-  ["a CORS wildcard", "export default { rules: false, cors: { origins: ['*'] } };", /cors\.origins entry "\*" is not an origin/],
-  ["a trusted proxy that is not an address", "export default { rules: false, trustedProxies: ['my-proxy'] };", /trustedProxies: invalid IP address: my-proxy/],
+  [
+    "a JWKS file that does not exist",
+    "export default { rules: false, auth: { jwt: { jwksFile: '/nonexistent/jwks.json' } } };",
+    /auth\.jwt\.jwksFile \/nonexistent\/jwks\.json: ENOENT/,
+  ],
+  [
+    "a CORS wildcard",
+    "export default { rules: false, cors: { origins: ['*'] } };",
+    /cors\.origins entry "\*" is not an origin/,
+  ],
+  [
+    "a trusted proxy that is not an address",
+    "export default { rules: false, trustedProxies: ['my-proxy'] };",
+    /trustedProxies: invalid IP address: my-proxy/,
+  ],
 ];
 
 describe("start-up refuses an unusable security config", () => {
   it.each(cases)("%s", async (_name, body, message) => {
     const { dir, file } = configFile(body);
-    const { code, stderr } = await runCliToExit(["--config", file], { KORA_DATA_DIR: join(dir, "data"), DATABASE_URL: "", PORT: "0" });
+    const { code, stderr } = await runCliToExit(["--config", file], {
+      KORA_DATA_DIR: join(dir, "data"),
+      DATABASE_URL: "",
+      PORT: "0",
+    });
     expect(code).toBe(1);
     expect(stderr).toMatch(message);
     expect(stderr).toContain("Kora failed to start");
@@ -42,7 +58,9 @@ describe("start-up refuses an unusable security config", () => {
     const { dir } = configFile("");
     const notJson = join(dir, "a.json");
     writeFileSync(notJson, "{ keys");
-    expect(() => createAuthenticator({ jwt: { jwksFile: notJson } })).toThrow(new RegExp(`auth\\.jwt\\.jwksFile ${notJson}: .*JSON`));
+    expect(() => createAuthenticator({ jwt: { jwksFile: notJson } })).toThrow(
+      new RegExp(`auth\\.jwt\\.jwksFile ${notJson}: .*JSON`),
+    );
     const notJwks = join(dir, "b.json");
     writeFileSync(notJwks, '{"kids": []}');
     expect(() => createAuthenticator({ jwt: { jwksFile: notJwks } })).toThrow(/is not a JWKS/);
@@ -51,10 +69,16 @@ describe("start-up refuses an unusable security config", () => {
   it.each([
     [{ cors: { origin: ["https://a.example"] } }, /cors must have required property 'origins'/],
     [{ cors: { origins: "https://a.example" } }, /cors\.origins must be array/],
-    [{ rateLimits: { subject: { writes: { perSecond: 0, burst: 1 } } } }, /rateLimits\.subject\.writes\.perSecond must be > 0/],
+    [
+      { rateLimits: { subject: { writes: { perSecond: 0, burst: 1 } } } },
+      /rateLimits\.subject\.writes\.perSecond must be > 0/,
+    ],
     [{ rateLimits: { address: { write: {} } } }, /rateLimits\.address: unknown field "write"/],
     [{ rateLimits: true }, /rateLimits/],
-    [{ operationLimits: { maxReadLeaves: "many" } }, /operationLimits\.maxReadLeaves must be integer/],
+    [
+      { operationLimits: { maxReadLeaves: "many" } },
+      /operationLimits\.maxReadLeaves must be integer/,
+    ],
     [{ trustedProxies: "loopback" }, /trustedProxies must be array/],
     [{ documentLimits: { maxAliases: -1 } }, /documentLimits\.maxAliases must be >= 0/],
   ])("the config's shape: %o", (config, message) => {
@@ -64,7 +88,11 @@ describe("start-up refuses an unusable security config", () => {
   it("accepts the documented settings", () => {
     const config = {
       cors: { origins: ["https://app.example.com"], credentials: true, maxAgeSec: 60 },
-      rateLimits: { subject: { writes: { perSecond: 5, burst: 10 } }, maxConnectionsPerAddress: 10, maxSubscriptionsPerConnection: 20 },
+      rateLimits: {
+        subject: { writes: { perSecond: 5, burst: 10 } },
+        maxConnectionsPerAddress: 10,
+        maxSubscriptionsPerConnection: 20,
+      },
       trustedProxies: ["loopback", "10.0.0.0/8"],
       operationLimits: { maxReadLeaves: 1000, maxReadBytes: 1_000_000 },
       documentLimits: { maxAliases: 10, maxDirectives: 5, maxCost: 100 },
