@@ -161,6 +161,21 @@ describe("the read bound", () => {
     refusedFor(await http(server.url, `{ path(path: ["blob"]) }`), "maxReadBytes");
   });
 
+  it("applies to subscription events: a watch snapshot over the bound is refused", async () => {
+    const client = wsClient(server.wsUrl);
+    try {
+      const r = await new Promise<GraphQLResponse>((resolve, reject) => {
+        client.subscribe(
+          { query: "subscription { watch(path: []) { version snapshot merge } }" },
+          { next: (v) => resolve(v as GraphQLResponse), error: reject, complete: () => {} },
+        );
+      });
+      refusedFor(r, "maxReadLeaves");
+    } finally {
+      await client.dispose();
+    }
+  });
+
   it("applies over graphql-ws", async () => {
     const client = wsClient(server.wsUrl);
     try {

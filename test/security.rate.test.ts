@@ -205,6 +205,20 @@ describe("rate limits", () => {
     }
   });
 
+  it("a query the fast path hands to yoga (it has errors) is charged once", async () => {
+    const { url } = await start({ rateLimits: { address: { reads: { perSecond: 0.01, burst: 2 } } } });
+    const query = async (q: string) => {
+      const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ query: q }) });
+      return { status: res.status, ...((await res.json()) as { errors?: GqlError[] }) };
+    };
+    const failing = await query('{ path(path: ["rl"], limit: 0) }'); // BAD_USER_INPUT: runs on the fast path, then in yoga
+    expect(failing.errors?.[0]?.extensions?.code).toBe("BAD_USER_INPUT");
+    expect((await query('{ path(path: ["rl"]) }')).status).toBe(200);
+    const third = await query('{ path(path: ["rl"]) }');
+    expect(third.status).toBe(429);
+    expectRateLimited(third.errors?.[0], /too many reads from address/);
+  });
+
   it("per-address buckets use X-Forwarded-For only from a trusted proxy", async () => {
     const budgets = { address: { writes: { perSecond: 0.01, burst: 2 } } };
     const { url } = await start({ rateLimits: budgets, trustedProxies: ["loopback"] });
