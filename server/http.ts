@@ -152,9 +152,11 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     // connections per address, are checked here.
     verifyClient: ({ req }, done) => {
       const refusal = upgradeRefusal(originPolicy, req);
-      if (refusal !== undefined) return done(false, 403, refusal);
+      // ws sends the message as the body, text/html unless told: it may quote the Origin.
+      const plain = { "content-type": "text/plain; charset=utf-8" };
+      if (refusal !== undefined) return done(false, 403, refusal, plain);
       const full = connections?.admit(req);
-      if (full !== undefined) return done(false, 429, full, { "retry-after": "1" });
+      if (full !== undefined) return done(false, 429, full, { ...plain, "retry-after": "1" });
       done(true);
     },
   });
