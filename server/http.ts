@@ -125,7 +125,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       useJsonBodiesOnly("/graphql"),
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
-      ...(rateLimiter ? [useRateLimits(rateLimiter)] : []),
+      ...(rateLimiter && connections ? [useRateLimits(rateLimiter, connections)] : []),
       useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
       ...(options.plugins ?? []),
     ],
@@ -155,7 +155,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // ws sends the message as the body, text/html unless told: it may quote the Origin.
       const plain = { "content-type": "text/plain; charset=utf-8" };
       if (refusal !== undefined) return done(false, 403, refusal, plain);
-      const full = connections?.admit(req);
+      const full = connections?.admit(req, req.socket);
       if (full !== undefined) return done(false, 429, full, { ...plain, "retry-after": "1" });
       done(true);
     },

@@ -8,7 +8,7 @@
  * so `burst` is the most ever spent at once and `perSecond` the sustained rate. State is per
  * process: several gateways behind a balancer each apply the budget.
  */
-import type { IncomingMessage } from "node:http";
+import type { IncomingMessage, ServerResponse } from "node:http";
 import { GraphQLError, Kind, type OperationDefinitionNode, getOperationAST } from "graphql";
 import type { Plugin } from "graphql-yoga";
 import proxyAddr from "proxy-addr";
@@ -214,7 +214,7 @@ function subjectOf(ctx: RateContext): string | undefined {
  * once even when it runs twice (the fast path hands a query with errors to yoga, which runs it
  * again): the decision is kept per response object.
  */
-export function useRateLimits(limiter: RateLimiter): Plugin {
+export function useRateLimits(limiter: RateLimiter, connections: ConnectionCounter): Plugin {
   const decided = new WeakMap<object, ReturnType<RateLimiter["take"]>>();
   const decide = (
     kind: Spend,
@@ -243,28 +243,46 @@ export function useRateLimits(limiter: RateLimiter): Plugin {
     },
     onSubscribe({ args, setResultAndStopExecution }) {
       const refusal = decide("subscriptions", args);
-      if (refusal)
+      if (refusal) {
         setResultAndStopExecution({ errors: [rateLimited(refusal.message, refusal.retryAfterMs)] });
+        return;
+      }
+      // Over HTTP a subscription is an SSE stream: a connection held open, counted until the
+      // response closes. (A WebSocket was counted once, at its upgrade.)
+      const ctx = args.contextValue as unknown as RateContext;
+      if (ctx.req && ctx.res && "once" in ctx.res) {
+        const full = connections.admit(ctx.req, ctx.res as ServerResponse);
+        if (full !== undefined) setResultAndStopExecution({ errors: [rateLimited(full, 1000)] });
+      }
     },
   };
 }
 
 /**
- * Counts WebSocket connections per client address for the upgrade check (`ws`' verifyClient):
- * `admit` says whether one more may open and, when it may, counts it until its TCP socket closes.
+ * Counts long-lived connections per client address: WebSocket connections (checked at the
+ * upgrade, `ws`' verifyClient) and SSE streams (checked when the subscription starts) share the
+ * cap. `admit` says why not when the address is full; else it counts one until `closer` emits
+ * `close` (the upgrade's TCP socket, the SSE response).
  */
-export function createConnectionCounter(limiter: RateLimiter) {
+export interface ConnectionCounter {
+  admit(
+    req: IncomingMessage,
+    closer: { once(event: "close", listener: () => void): unknown },
+  ): string | undefined;
+}
+
+export function createConnectionCounter(limiter: RateLimiter): ConnectionCounter {
   const open = new Map<string, number>();
   return {
-    admit(req: IncomingMessage): string | undefined {
+    admit(req, closer) {
       const address = limiter.addressOf(req);
       const n = open.get(address) ?? 0;
       const max = limiter.limits.maxConnectionsPerAddress;
       if (n >= max) {
-        return `address ${address} already has ${n} WebSocket connections open; at most ${max} are accepted (rateLimits.maxConnectionsPerAddress): close one first`;
+        return `address ${address} already has ${n} connections open (WebSockets and SSE streams); at most ${max} are accepted (rateLimits.maxConnectionsPerAddress): close one first`;
       }
       open.set(address, n + 1);
-      req.socket.once("close", () => {
+      closer.once("close", () => {
         const left = (open.get(address) ?? 1) - 1;
         if (left <= 0) open.delete(address);
         else open.set(address, left);

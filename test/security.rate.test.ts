@@ -293,6 +293,42 @@ describe("rate limits", () => {
     await eventually(async () => ((await connect()).status === 101 ? true : undefined));
   });
 
+  it("SSE streams count as connections of their address, with WebSockets", async () => {
+    const { url, wsUrl } = await start({ rateLimits: { maxConnectionsPerAddress: 2 } });
+    const first = sseSubscribe(url, WATCH, { path: ["rl"] });
+    const second = sseSubscribe(url, WATCH, { path: ["rl"] });
+    try {
+      expect((await first.events.next()).snapshot).toBe(true);
+      expect((await second.events.next()).snapshot).toBe(true);
+      const third = await sseOnce(url, WATCH, { path: ["rl"] }, {});
+      expectRateLimited(
+        third.errors?.[0],
+        /at most 2 are accepted \(rateLimits\.maxConnectionsPerAddress\)/,
+      );
+      const upgrade = await new Promise<number>((resolve, reject) => {
+        const ws = new WebSocket(wsUrl, "graphql-transport-ws");
+        sockets.push(ws);
+        ws.once("open", () => resolve(101));
+        ws.once("unexpected-response", (_req, res) => resolve(res.statusCode ?? 0));
+        ws.once("error", reject);
+      });
+      expect(upgrade).toBe(429);
+      first.close();
+      // Once the first stream's response has closed, a new one is admitted.
+      await eventually(async () => {
+        const again = sseSubscribe(url, WATCH, { path: ["rl"] });
+        try {
+          return (await again.events.next().catch(() => undefined))?.snapshot;
+        } finally {
+          again.close();
+        }
+      });
+    } finally {
+      first.close();
+      second.close();
+    }
+  });
+
   it("is on by default: the 101st connection from one address is refused", async () => {
     const { wsUrl } = await start({ rateLimits: undefined });
     const statuses: number[] = [];
