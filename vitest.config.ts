@@ -9,6 +9,8 @@ export default defineConfig({
   },
   test: {
     include: ["test/**/*.test.ts"],
+    // The fault suite is its own project (vitest.faults.config.ts, `npm run test:faults`).
+    exclude: ["test/faults/**", "node_modules/**"],
     // Suites share one machine with 2 cores and start real servers and databases;
     // a generous timeout keeps slow CI runs from flaking without hiding hangs.
     testTimeout: 60_000,

@@ -46,3 +46,12 @@ export function badInput(message: string, path?: readonly string[]): KoraError {
 export function showPath(path: readonly string[]): string {
   return JSON.stringify(path);
 }
+
+/**
+ * The store could not be reached or did not answer in time (contract section 5): nothing was
+ * written, or, when `outcomeUnknown`, a commit may have landed and a retry with the same write id
+ * is safe. Always retryable; HTTP answers it with 503 and Retry-After.
+ */
+export function unavailable(message: string, options?: { cause?: unknown; path?: readonly string[] }): KoraError {
+  return new KoraError("UNAVAILABLE", message, options);
+}

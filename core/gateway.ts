@@ -2,7 +2,8 @@
  * The gateway core: one object that reads, commits and watches, with limits applied. Transports
  * (GraphQL over HTTP, SSE and WebSocket) sit on top of it; it knows nothing about them.
  */
-import { KoraError, showPath } from "./errors.ts";
+import { withDeadline } from "./deadline.ts";
+import { KoraError, showPath, unavailable } from "./errors.ts";
 import { type CommitOptions, ConflictClock, type ConflictOptions } from "./conflicts.ts";
 import type { BuildMutation, CommitResult, ReadRequest, ReadResult, Store } from "./store.ts";
 import { applyMutation, emptyTree, getNode } from "./tree.ts";
@@ -74,7 +75,19 @@ export interface GatewayOptions {
   pipeline?: Pipeline;
   /** Timestamps and conflict resolution for offline clients (docs/conflicts.md). */
   conflicts?: ConflictOptions;
+  /**
+   * The longest a client's read, write or new watch waits for the store, in milliseconds; past it
+   * the call fails with UNAVAILABLE (a write then says its outcome is unknown; its retry with the
+   * same write id is safe). Server-side callers (`INTERNAL_CALLER`: imports, effects) have none.
+   * Default 10000; 0 disables.
+   */
+  requestTimeoutMs?: number;
 }
+
+export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+export { withDeadline };
+
+
 
 export interface Gateway {
   readonly store: Store;
@@ -98,6 +111,8 @@ export interface Gateway {
   readonly conflicts: ConflictClock;
   /** Watches `path` as `caller` (default: internal): authorized, events filtered, ends on expiry. */
   watch(path: Path, options?: WatchOptions, caller?: Caller): Promise<Watch>;
+  /** True once close() was called (readiness answers 503 from then on). */
+  readonly closing: boolean;
   /** Stops accepting work, waits for in-flight commits, ends watches, closes the store. */
   close(): Promise<void>;
 }
@@ -106,9 +121,11 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
   const { store } = options;
   const log = options.log ?? silentLogger;
   const limits: Limits = { ...DEFAULT_LIMITS, ...options.limits };
+  const requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
   const hub = createWatchHub({
     store,
     maxBuffer: options.watchBuffer ?? 1000,
+    firstEventTimeoutMs: requestTimeoutMs,
     onError: (error) => log.error({ err: error }, "reading the change log failed; retrying"),
   });
   await hub.start();
@@ -173,44 +190,37 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return { version: read.version, values };
   }
 
+  /** A client's wait for the store ends at its deadline; server-side work has none. */
+  const bounded = <T>(caller: Caller, work: Promise<T>, message: () => string): Promise<T> =>
+    caller.internal ? work : withDeadline(work, requestTimeoutMs, message);
+
   const gateway: Gateway = {
     store,
     limits,
     hub,
     log,
     pipeline,
-    read: (requests) => store.read(requests),
-    query,
-    conflicts,
-    async commit(mutation, caller = INTERNAL_CALLER, commitOptions = {}) {
-      if (closing) throw new Error("gateway is shutting down");
-      // Stamped, resolved against newer writes (docs/conflicts.md), then through the pipeline.
-      const build: BuildMutation = conflicts.wrap(
-        mutation,
-        (m) => (pipeline ? pipeline.build(m, caller) : async () => m),
-        commitOptions,
-      );
-      const pending = store.commit(build);
-      inFlight.add(pending);
-      try {
-        const result = await pending;
-        if (pipeline && !result.empty && !result.replayed) pipeline.committed(result, caller);
-        return result;
-      } finally {
-        inFlight.delete(pending);
-      }
+    get closing() {
+      return closing;
     },
-    async watch(path, watchOptions = {}, caller = INTERNAL_CALLER) {
-      const filtering = pipeline?.checksReads === true;
-      if (filtering) await pipeline.authorize(path, caller, "watch");
-      if (!filtering && caller.expiresAt === undefined) return hub.watch(path, watchOptions);
-      // The hub's own copy of the value would hold unfiltered data: keep a filtered one here.
-      const inner = await hub.watch(path, { ...watchOptions, trackValue: false });
-      return guardedWatch(inner, {
-        filter: filtering ? (m) => pipeline.filterEvent(path, m, caller) : undefined,
-        trackValue: watchOptions.trackValue ?? false,
-        expiresAt: caller.expiresAt,
-      });
+    read: (requests) => store.read(requests),
+    query: (requests, caller) =>
+      bounded(caller, query(requests, caller), () => `the store did not answer the read within ${requestTimeoutMs} ms; retry later`),
+    conflicts,
+    commit(mutation, caller = INTERNAL_CALLER, commitOptions = {}) {
+      return bounded(
+        caller,
+        commitNow(mutation, caller, commitOptions),
+        () =>
+          `the store did not confirm the write within ${requestTimeoutMs} ms: it may or may not have been applied; retrying with the same writeId is safe`,
+      );
+    },
+    watch(path, watchOptions = {}, caller = INTERNAL_CALLER) {
+      return bounded(
+        caller,
+        openWatch(path, watchOptions, caller),
+        () => `the store did not answer within ${requestTimeoutMs} ms to start the watch of ${showPath(path)}; retry later`,
+      );
     },
     async close() {
       if (closing) return;
@@ -222,6 +232,35 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
       await store.close();
     },
   };
+
+  async function commitNow(mutation: Mutation | BuildMutation, caller: Caller, commitOptions: CommitOptions): Promise<CommitResult> {
+    if (closing) throw unavailable("the gateway is shutting down; retry on another one");
+    // Stamped, resolved against newer writes (docs/conflicts.md), then through the pipeline.
+    const build: BuildMutation = conflicts.wrap(mutation, (m) => (pipeline ? pipeline.build(m, caller) : async () => m), commitOptions);
+    const pending = store.commit(build);
+    inFlight.add(pending);
+    try {
+      const result = await pending;
+      if (pipeline && !result.empty && !result.replayed) pipeline.committed(result, caller);
+      return result;
+    } finally {
+      inFlight.delete(pending);
+    }
+  }
+
+  async function openWatch(path: Path, watchOptions: WatchOptions, caller: Caller): Promise<Watch> {
+    const filtering = pipeline?.checksReads === true;
+    if (filtering) await pipeline.authorize(path, caller, "watch");
+    if (!filtering && caller.expiresAt === undefined) return hub.watch(path, watchOptions);
+    // The hub's own copy of the value would hold unfiltered data: keep a filtered one here.
+    const inner = await hub.watch(path, { ...watchOptions, trackValue: false });
+    return guardedWatch(inner, {
+      filter: filtering ? (m) => pipeline.filterEvent(path, m, caller) : undefined,
+      trackValue: watchOptions.trackValue ?? false,
+      expiresAt: caller.expiresAt,
+    });
+  }
+
   pipeline?.start?.(gateway);
   return gateway;
 }

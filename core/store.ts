@@ -135,6 +135,22 @@ export interface ChangeFeed {
   subscribe(listener: (version: Version) => void): () => void;
 }
 
+/**
+ * How the store hears of commits: `local` (only this process writes: PGlite), `listening` (a
+ * healthy LISTEN connection), `connecting` (opening it), `polling` (LISTEN is down or deaf; the
+ * head of the log is polled meanwhile, so changes still arrive, a little later).
+ */
+export type FeedState = "local" | "connecting" | "listening" | "polling";
+
+/** What the store knows of its own connections (readiness, metrics). Reading it costs nothing. */
+export interface StoreHealth {
+  feed: FeedState;
+  /** The last failure of the change feed, while it is not `listening`. */
+  feedError?: string | undefined;
+  /** Connection pool usage, for stores with a pool. */
+  pool?: { total: number; idle: number; waiting: number; max: number } | undefined;
+}
+
 export interface Store {
   readonly kind: "postgres" | "pglite";
   /** A short human description for start-up logs, e.g. `PGlite at ./.kora` (no secrets). */
@@ -166,6 +182,19 @@ export interface Store {
   explain?(path: Path): Promise<string>;
   /** The side-effect outbox (docs/interceptors.md); absent on stores without one. */
   readonly outbox?: Outbox;
+  /** The state of the store's connections and change feed (without a round trip). */
+  health(): StoreHealth;
+  /** The store's connections now (metrics; absent on stores without a pool). */
+  stats?(): StoreStats;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
+}
+
+export interface StoreStats {
+  /** Connections open. */
+  total: number;
+  /** Connections open and not in use. */
+  idle: number;
+  /** Operations waiting for a connection. */
+  waiting: number;
 }

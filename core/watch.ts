@@ -9,7 +9,8 @@
  * version of any read made afterwards, and the watch drops every change whose version is not
  * above the version its client already has.
  */
-import { badInput } from "./errors.ts";
+import { withDeadline } from "./deadline.ts";
+import { KoraError, badInput } from "./errors.ts";
 import type { Store } from "./store.ts";
 import { applyMutation, emptyTree, getNode, has, isTree, restrict, snapshotMutation } from "./tree.ts";
 import type { Change, Mutation, Node, Path, Tree, Version } from "./types.ts";
@@ -48,6 +49,12 @@ export interface WatchHubOptions {
   pageSize?: number;
   /** Called when reading the log fails; the hub retries on the next notice. */
   onError?: (error: unknown) => void;
+  /**
+   * The longest a new watch waits for its first event (snapshot or catch-up) before it fails
+   * with UNAVAILABLE, in milliseconds. Later reads (resyncs after an overflow or an outage) are
+   * retried with backoff instead: an open watch stays open while the store is away. Default 10000.
+   */
+  firstEventTimeoutMs?: number;
 }
 
 export interface WatchHub {
@@ -253,7 +260,13 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
           );
         }
       }
-      const w = new LiveWatch(path, store, { maxBuffer, pageSize, since, trackValue: watchOptions.trackValue ?? false });
+      const w = new LiveWatch(path, store, {
+        maxBuffer,
+        pageSize,
+        since,
+        trackValue: watchOptions.trackValue ?? false,
+        firstEventTimeoutMs: options.firstEventTimeoutMs ?? 10_000,
+      });
       const node = register(w);
       w.onClose = () => unregister(w, node);
       return w;
@@ -283,6 +296,10 @@ class LiveWatch implements Watch {
   private readonly maxBuffer: number;
   private readonly pageSize: number;
   private readonly trackValue: boolean;
+  private readonly firstEventTimeoutMs: number;
+  /** True once an event was delivered: from then on store failures are waited out, not thrown. */
+  private started = false;
+  private retryDelay = 0;
   private queue: Pending[] = [];
   /** The version the client's copy has reached; anything at or below it is dropped. */
   private last: Version = -1;
@@ -296,8 +313,9 @@ class LiveWatch implements Watch {
   constructor(
     path: Path,
     store: Store,
-    options: { maxBuffer: number; pageSize: number; since: Version | undefined; trackValue: boolean },
+    options: { maxBuffer: number; pageSize: number; since: Version | undefined; trackValue: boolean; firstEventTimeoutMs: number },
   ) {
+    this.firstEventTimeoutMs = options.firstEventTimeoutMs;
     this.path = path;
     this.store = store;
     this.maxBuffer = options.maxBuffer;
@@ -335,20 +353,72 @@ class LiveWatch implements Watch {
   async next(): Promise<IteratorResult<WatchEvent>> {
     for (;;) {
       if (this.closed) return { done: true, value: undefined };
-      if (this.needSnapshot) return { done: false, value: await this.snapshot() };
-      if (this.catchUpFrom !== undefined) await this.catchUp(this.catchUpFrom);
+      if (this.needSnapshot || this.catchUpFrom !== undefined) {
+        let event: WatchEvent | undefined;
+        try {
+          event = await this.fromStore();
+        } catch (error) {
+          const away = error instanceof KoraError && error.code === "UNAVAILABLE";
+          // A new watch fails fast; an open one waits the outage out and resumes from where its
+          // client is (needSnapshot / catchUpFrom were put back), so it sees no gap.
+          if (!this.started || !away) throw error;
+          await this.backoff();
+          continue;
+        }
+        this.retryDelay = 0;
+        if (event) {
+          this.started = true;
+          return { done: false, value: event };
+        }
+      }
       if (this.closed) return { done: true, value: undefined };
       if (this.needSnapshot) continue;
       const item = this.queue.shift();
       if (item) {
         if (item.version <= this.last) continue;
         this.last = item.version;
+        this.started = true;
         return { done: false, value: this.event(item.version, false, item.mutation) };
       }
       await new Promise<void>((resolve) => {
         this.wake = resolve;
       });
     }
+  }
+
+  /**
+   * The snapshot, or the catch-up from the log, that the watch needs next: the snapshot event, or
+   * undefined once a catch-up filled the queue. On failure the need is put back.
+   */
+  private async fromStore(): Promise<WatchEvent | undefined> {
+    const since = this.catchUpFrom;
+    const wasSnapshot = this.needSnapshot;
+    const work = (async () => {
+      if (this.needSnapshot) return this.snapshot();
+      if (since !== undefined) await this.catchUp(since);
+      return this.needSnapshot ? this.snapshot() : undefined;
+    })();
+    try {
+      return await (this.started
+        ? work
+        : withDeadline(work, this.firstEventTimeoutMs, () => `the store did not answer within ${this.firstEventTimeoutMs} ms to start the watch; retry later`));
+    } catch (error) {
+      if (wasSnapshot || since === undefined) this.needSnapshot = true;
+      else this.catchUpFrom = since;
+      throw error;
+    }
+  }
+
+  /** Waits before the next try at the store (250 ms doubling to 2 s); close() or a change wakes it. */
+  private async backoff(): Promise<void> {
+    this.retryDelay = Math.min(Math.max(this.retryDelay * 2, 250), 2000);
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, this.retryDelay);
+      this.wake = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 
   /** Reads the log from `since` into the queue's front; falls back to a snapshot if trimmed. */

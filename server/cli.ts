@@ -1,3 +1,4 @@
+#!/usr/bin/env node
 /**
  * `npm start`: serves Kora on PORT (default 4000) with GraphiQL at /graphql, on the server
  * PostgreSQL named by DATABASE_URL or else on an embedded PostgreSQL (PGlite) in KORA_DATA_DIR.
@@ -10,7 +11,7 @@ import { pino } from "pino";
 import { createStoreFromEnv } from "../core/store/index.ts";
 import { loadConfig, prepareConfig } from "./config.ts";
 import { startKora } from "./index.ts";
-import { type EnvSettings, settingsFromEnv } from "./settings.ts";
+import { type EnvSettings, settingsFromEnv, splitTimeouts } from "./settings.ts";
 
 let env: EnvSettings;
 try {
@@ -20,6 +21,9 @@ try {
   process.exit(1);
 }
 const log = pino({ level: env.logLevel });
+// Last line of defence: no known path leaves a rejection unhandled (the fault suite checks that
+// this line is never logged), but a gateway that stops serving over one would lose every watch.
+process.on("unhandledRejection", (reason) => log.error({ err: reason }, "BUG: unhandled rejection; the process keeps serving"));
 
 async function main(): Promise<void> {
   const { values: args } = parseArgs({ options: { config: { type: "string" } }, allowPositionals: false });
@@ -28,7 +32,16 @@ async function main(): Promise<void> {
   if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
   const prepared = prepareConfig(loaded, log);
   const { config } = loaded;
-  const store = await createStoreFromEnv({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, schema: env.schema });
+  const timeouts = splitTimeouts({ ...config.timeouts, ...env.timeouts });
+  const store = await createStoreFromEnv({
+    databaseUrl: env.databaseUrl,
+    dataDir: env.dataDir,
+    schema: env.schema,
+    timeouts: timeouts.store,
+    feed: timeouts.feed,
+    // A lost connection is retried by the store itself; the log says what happened.
+    onError: (error) => log.warn({ err: error }, `store connection failed: ${error instanceof Error ? error.message : String(error)}`),
+  });
   const limits = { ...config.limits, ...env.limits };
   const kora = await startKora({
     store,
@@ -45,6 +58,8 @@ async function main(): Promise<void> {
     ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
     ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
     ...(config.chain ? { chain: config.chain } : {}),
+    ...(timeouts.requestTimeoutMs !== undefined ? { requestTimeoutMs: timeouts.requestTimeoutMs } : {}),
+    keepAlive: { ...timeouts.keepAlive, ...(config.socketBufferBytes ? { maxBufferedBytes: config.socketBufferBytes } : {}) },
   });
   log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
   console.log(`Kora: GraphiQL at ${kora.url} — store: ${store.description}`);

@@ -1,6 +1,7 @@
 /**
  * The server's configuration file: `kora.config.ts` (or `--config PATH`) default-exports
- * `defineConfig({...})`. tsx imports TypeScript at run time, so the config is plain typed code.
+ * `defineConfig({...})`. A `.ts` config is imported through tsx's loader API (loaded only then),
+ * so the compiled server runs plain JavaScript and a config is still plain typed code.
  * See docs/interceptors.md and docs/auth.md for what each part does.
  */
 import { existsSync } from "node:fs";
@@ -16,7 +17,7 @@ import { type CorsOptions, createOriginPolicy } from "./crosssite.ts";
 import type { DocumentLimits } from "./limits.ts";
 import { type DeepPartial, type RateLimits, createAddressOf } from "./rate.ts";
 import type { ReadLimits } from "./readbound.ts";
-import { checkConfig } from "./settings.ts";
+import { type Timeouts, checkConfig } from "./settings.ts";
 
 export interface KoraConfig {
   /** Server-side logic, run in this order after the rules (docs/interceptors.md). */
@@ -55,6 +56,10 @@ export interface KoraConfig {
   trustedProxies?: string[];
   /** Most undelivered events per watch before it is resynced with a snapshot. Default 1000. */
   watchBuffer?: number;
+  /** Deadlines and intervals in milliseconds (docs/operations.md); env variables override them. */
+  timeouts?: Partial<Timeouts>;
+  /** Most unsent bytes one WebSocket may hold before it is closed (1013). Default 32 MiB. */
+  socketBufferBytes?: number;
   /** Interceptor chain options: cycle bound (`maxRounds`, default 16), effect polling (`effectPollMs`, default 1000). */
   chain?: Omit<ChainOptions, "interceptors" | "limits" | "log">;
 }
@@ -85,12 +90,23 @@ export async function loadConfig(path: string | undefined, cwd = process.cwd()):
     if (path !== undefined) throw new Error(`config file ${file} does not exist`);
     return { config: {}, file: undefined, dir: cwd };
   }
-  const mod = (await import(pathToFileURL(file).href)) as { default?: unknown };
+  const mod = (await importConfig(file)) as { default?: unknown };
   const config = mod.default;
   if (!config || typeof config !== "object") {
     throw new Error(`config file ${file} must default-export defineConfig({...}); its default export is ${typeof config}`);
   }
   return { config: checkConfig(config, `config file ${file}`), file, dir: dirname(file) };
+}
+
+/**
+ * TypeScript configs go through tsx's `tsImport` unless a TypeScript-aware loader (tsx, vitest)
+ * already runs this very file as TypeScript; JavaScript configs are plain imports.
+ */
+async function importConfig(file: string): Promise<unknown> {
+  const url = pathToFileURL(file).href;
+  if (!/\.[cm]?ts$/.test(file) || import.meta.url.endsWith(".ts")) return import(url);
+  const { tsImport } = await import("tsx/esm/api");
+  return tsImport(url, import.meta.url);
 }
 
 export interface PreparedConfig {

@@ -9,6 +9,9 @@ import type { Plugin } from "graphql-yoga";
 import type { Logger } from "../core/gateway.ts";
 import { ERROR_CODES, KoraError } from "../core/errors.ts";
 
+/** What `Retry-After` tells a client to wait after UNAVAILABLE, in seconds. */
+export const UNAVAILABLE_RETRY_AFTER_S = 1;
+
 export interface MaskOptions {
   /** The HTTP body limit, named in the message of yoga's 413 (server/http.ts `maxMessageBytes`). */
   maxBodyBytes?: number;
@@ -24,6 +27,13 @@ export function createMaskError(log: Logger, options: MaskOptions = {}) {
     if (original instanceof KoraError) {
       const extensions: Record<string, unknown> = { code: original.code };
       if (original.treePath) extensions.path = original.treePath;
+      if (original.code === "UNAVAILABLE") {
+        // The store is down or slow: safe to retry. yoga takes `http` for the response's status and
+        // headers (and leaves it out of the body); WebSocket and SSE clients read retryAfterMs.
+        extensions.retryAfterMs = UNAVAILABLE_RETRY_AFTER_S * 1000;
+        extensions.http = { status: 503, headers: { "retry-after": String(UNAVAILABLE_RETRY_AFTER_S) } };
+        log.warn({ err: original.cause ?? original }, original.message);
+      }
       return new GraphQLError(original.message, { ...where, extensions });
     }
     if (error instanceof GraphQLError && (original === undefined || original instanceof GraphQLError)) {

@@ -16,10 +16,12 @@
  * answers with its own status codes and error format). Servers with extra yoga plugins never take
  * the fast path: their HTTP hooks must run.
  */
+import { AsyncResource } from "node:async_hooks";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type DocumentNode, type ExecutionResult, getOperationAST } from "graphql";
 import type { YogaServerInstance } from "graphql-yoga";
 import type { KoraContext } from "../resolvers/context.ts";
+import { UNAVAILABLE_RETRY_AFTER_S } from "./errors.ts";
 
 /** Largest body the fast path reads (bigger ones go to yoga, which streams them). */
 export const FAST_PATH_MAX_BYTES = 64 * 1024;
@@ -69,7 +71,8 @@ export function serveFast(yoga: Yoga, req: IncomingMessage, res: ServerResponse)
   const chunks: Buffer[] = [];
   req.on("data", (chunk: Buffer) => chunks.push(chunk));
   req.on("error", () => {}); // the socket is gone; nothing to answer
-  req.on("end", () => {
+  // Bound: listeners run in the socket's async context, and the request's (its id, server/requests.ts) must carry on.
+  req.on("end", AsyncResource.bind(() => {
     const text = Buffer.concat(chunks).toString("utf8");
     const fallback = () => {
       // whatwg-node uses an already-read body as is (as it does behind Express' body parser).
@@ -82,7 +85,7 @@ export function serveFast(yoga: Yoga, req: IncomingMessage, res: ServerResponse)
       },
       () => fallback(),
     );
-  });
+  }));
 }
 
 async function answer(yoga: Yoga, req: IncomingMessage, res: ServerResponse, text: string): Promise<boolean> {
@@ -113,6 +116,21 @@ async function answer(yoga: Yoga, req: IncomingMessage, res: ServerResponse, tex
     variableValues: params.variables ?? undefined,
     operationName: params.operationName ?? undefined,
   })) as ExecutionResult;
+  if (result.errors?.some((e) => e.extensions?.code === "UNAVAILABLE") && !res.destroyed) {
+    // The store is down or slow: running the query again through yoga would wait for it twice.
+    const errors = result.errors.map((e) => {
+      const { http: _http, ...extensions } = e.extensions as Record<string, unknown>;
+      return { ...e.toJSON(), extensions };
+    });
+    const body = JSON.stringify({ errors, data: result.data ?? null });
+    res.writeHead(503, {
+      "content-type": "application/json; charset=utf-8",
+      "content-length": Buffer.byteLength(body),
+      "retry-after": String(UNAVAILABLE_RETRY_AFTER_S),
+    });
+    res.end(body);
+    return true;
+  }
   if (result.errors?.length || result.extensions !== undefined || !result.data) return false;
   if (res.destroyed) return true;
   const body = JSON.stringify({ data: result.data });

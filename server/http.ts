@@ -1,6 +1,7 @@
 /**
  * The transport edge: one Node HTTP server carrying GraphQL over HTTP and SSE (graphql-yoga),
- * graphql-ws on the same port and path, GraphiQL served from Kora itself, and `/healthz`.
+ * graphql-ws on the same port and path, GraphiQL served from Kora itself, `/healthz` (liveness,
+ * yoga's own) and `/readyz` (readiness, server/health.ts).
  * Every transport runs the same envelop pipeline (`yoga.getEnveloped`), so limits, masking and
  * (later) interceptors behave the same whichever way a request arrives.
  */
@@ -19,6 +20,8 @@ import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { type CorsOptions, createOriginPolicy, upgradeRefusal, useJsonBodiesOnly, useOriginCheck } from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { useReadiness } from "./health.ts";
+import { type KeepAliveOptions, guardSockets } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 import {
   type DeepPartial,
@@ -31,6 +34,8 @@ import {
   useRateLimits,
 } from "./rate.ts";
 import { DEFAULT_READ_LIMITS, type ReadLimits, useReadBound } from "./readbound.ts";
+import { type Metrics, useMetrics } from "./metrics.ts";
+import { withRequestId } from "./requests.ts";
 
 export interface KoraServerOptions {
   gateway: Gateway;
@@ -66,7 +71,11 @@ export interface KoraServerOptions {
    * Default: no token verification; requests without a token are anonymous (`auth = null`).
    */
   authenticate?: Authenticator;
+  /** WebSocket keep-alive and the bound on a socket's unsent bytes (server/keepalive.ts). */
+  keepAlive?: KeepAliveOptions;
   log: Logger;
+  /** Prometheus metrics served at their path (server/metrics.ts); none when absent. */
+  metrics?: Metrics | undefined;
 }
 
 export interface KoraServer {
@@ -87,6 +96,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const rateLimiter =
     options.rateLimits === false ? undefined : createRateLimiter(rateLimitsWithDefaults(options.rateLimits), addressOf);
   const connections = rateLimiter ? createConnectionCounter(rateLimiter) : undefined;
+  let shuttingDown = false;
 
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
@@ -113,6 +123,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     cors: (request) => originPolicy.cors(request),
     multipart: false,
     maxRequestBodySize: maxMessageBytes,
+    // Liveness: the process serves (whatever the store does); readiness is /readyz.
+    healthCheckEndpoint: "/healthz",
     logging: {
       debug: () => {},
       info: (...args) => log.info(args.map(String).join(" ")),
@@ -121,12 +133,14 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
     plugins: [
+      useReadiness({ gateway, shuttingDown: () => shuttingDown }),
       useOriginCheck(originPolicy),
       useJsonBodiesOnly("/graphql"),
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
       ...(rateLimiter && connections ? [useRateLimits(rateLimiter, connections)] : []),
       useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
+      ...(options.metrics ? [useMetrics(options.metrics)] : []),
       ...(options.plugins ?? []),
     ],
   });
@@ -134,15 +148,11 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
   const fastPath = (options.plugins ?? []).length === 0;
 
-  const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
-    if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
-      res.writeHead(200, { "content-type": "application/json" });
-      res.end(JSON.stringify({ ok: true, store: gateway.store.kind, version: String(gateway.hub.cursor) }));
-      return;
-    }
+  const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
     if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
     else void yoga(req, res);
-  });
+  }));
+  options.metrics?.observeServer(httpServer);
 
   const wsServer = new WebSocketServer({
     server: httpServer,
@@ -160,6 +170,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       done(true);
     },
   });
+  // Before useServer's own listener: a socket is guarded from its first message on.
+  const stopKeepAlive = guardSockets(wsServer, { ...options.keepAlive, log });
   const wsHandle = useServer<Record<string, unknown>>(
     {
       execute: (args) => (args.rootValue as Enveloped).execute(args),
@@ -222,6 +234,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       },
     },
     wsServer,
+    0, // graphql-ws's keep-alive terminates without a reason; server/keepalive.ts closes with one
   );
 
   await new Promise<void>((resolve, reject) => {
@@ -241,6 +254,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     port: address.port,
     close() {
       closing ??= (async () => {
+        shuttingDown = true; // /readyz answers 503 from now on
+        stopKeepAlive();
         httpServer.close(); // stop accepting; existing connections are ended below
         await gateway.close(); // finishes in-flight writes, ends every watch, closes the store
         await wsHandle.dispose();

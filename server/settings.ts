@@ -9,6 +9,58 @@ import type { Limits } from "../core/types.ts";
 import type { KoraConfig } from "./config.ts";
 
 const positiveInt = { type: "integer", minimum: 1 } as const;
+
+/** Deadlines and intervals, in milliseconds (docs/operations.md has what each bounds and its default). */
+export interface Timeouts {
+  /** A client's read, write or new watch waiting for the store (0: none). Default 10000. */
+  requestMs: number;
+  /** Opening a PostgreSQL connection, including the wait for a pool slot. Default 3000. */
+  connectMs: number;
+  /** PostgreSQL `statement_timeout`. Default 10000. */
+  statementMs: number;
+  /** PostgreSQL `lock_timeout` (the version lock). Default 5000. */
+  lockMs: number;
+  /** PostgreSQL `idle_in_transaction_session_timeout`. Default 15000. */
+  idleInTransactionMs: number;
+  /** Client-side deadline of one statement (frozen backend, half-open socket). Default statementMs + 2000. */
+  queryMs: number;
+  /** Change-feed heartbeat interval. Default 500. */
+  feedHeartbeatMs: number;
+  /** LISTEN counts as deaf after this long without its heartbeat. Default 2000. */
+  feedDeafAfterMs: number;
+  /** Polling interval of the change log while LISTEN is deaf. Default 250. */
+  feedPollMs: number;
+  /** The log's head is compared with the feed this often, always. Default 5000. */
+  feedCheckMs: number;
+  /** WebSocket ping interval (0: no keep-alive). Default 12000. */
+  wsPingMs: number;
+  /** A WebSocket is closed when a pong has not come this long after its ping. Default 12000. */
+  wsPongTimeoutMs: number;
+}
+
+export const TIMEOUT_FIELDS = [
+  "requestMs",
+  "connectMs",
+  "statementMs",
+  "lockMs",
+  "idleInTransactionMs",
+  "queryMs",
+  "feedHeartbeatMs",
+  "feedDeafAfterMs",
+  "feedPollMs",
+  "feedCheckMs",
+  "wsPingMs",
+  "wsPongTimeoutMs",
+] as const satisfies readonly (keyof Timeouts)[];
+
+/** Environment variables for the timeouts operators tune most (they override the config file). */
+const TIMEOUT_ENV: Record<string, keyof Timeouts> = {
+  KORA_REQUEST_TIMEOUT_MS: "requestMs",
+  KORA_CONNECT_TIMEOUT_MS: "connectMs",
+  KORA_STATEMENT_TIMEOUT_MS: "statementMs",
+  KORA_LOCK_TIMEOUT_MS: "lockMs",
+  KORA_IDLE_IN_TRANSACTION_TIMEOUT_MS: "idleInTransactionMs",
+};
 const stringOrList = { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] } as const;
 const budget = {
   type: "object",
@@ -98,6 +150,12 @@ const CONFIG_SCHEMA = {
     },
     trustedProxies: { type: "array", items: { type: "string", minLength: 1 } },
     watchBuffer: positiveInt,
+    timeouts: {
+      type: "object",
+      additionalProperties: false,
+      properties: Object.fromEntries(TIMEOUT_FIELDS.map((f) => [f, { type: "integer", minimum: 0 }])),
+    },
+    socketBufferBytes: positiveInt,
     chain: {
       type: "object",
       additionalProperties: false,
@@ -159,6 +217,7 @@ export interface EnvSettings {
   dataDir: string;
   schema: string;
   limits: Partial<Limits>;
+  timeouts: Partial<Timeouts>;
   config: string | undefined;
 }
 
@@ -180,6 +239,11 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
   const logLevel = env.LOG_LEVEL || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL=${JSON.stringify(logLevel.slice(0, 40))} must be one of ${LOG_LEVELS.join(", ")}`);
   const maxMutationBytes = int("KORA_MAX_MUTATION_BYTES", 1, 1024 * 1024 * 1024);
+  const timeouts: Partial<Timeouts> = {};
+  for (const [name, field] of Object.entries(TIMEOUT_ENV)) {
+    const ms = int(name, 0, 24 * 60 * 60 * 1000);
+    if (ms !== undefined) timeouts[field] = ms;
+  }
   return {
     logLevel,
     port: int("PORT", 0, 65535) ?? 4000,
@@ -188,6 +252,33 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
     dataDir: env.KORA_DATA_DIR || "./.kora",
     schema,
     limits: maxMutationBytes === undefined ? {} : { maxMutationBytes },
+    timeouts,
     config: env.KORA_CONFIG || undefined,
+  };
+}
+
+/** The parts of `Timeouts` each layer takes: the store's deadlines and feed checks, the server's. */
+export function splitTimeouts(t: Partial<Timeouts>) {
+  const pick = <K extends string>(entries: [K, number | undefined][]) =>
+    Object.fromEntries(entries.filter(([, v]) => v !== undefined)) as Partial<Record<K, number>>;
+  return {
+    store: pick([
+      ["connectMs", t.connectMs],
+      ["statementMs", t.statementMs],
+      ["lockMs", t.lockMs],
+      ["idleInTransactionMs", t.idleInTransactionMs],
+      ["queryMs", t.queryMs],
+    ]),
+    feed: pick([
+      ["heartbeatMs", t.feedHeartbeatMs],
+      ["deafAfterMs", t.feedDeafAfterMs],
+      ["pollMs", t.feedPollMs],
+      ["checkMs", t.feedCheckMs],
+    ]),
+    keepAlive: pick([
+      ["pingMs", t.wsPingMs],
+      ["pongTimeoutMs", t.wsPongTimeoutMs],
+    ]),
+    requestTimeoutMs: t.requestMs,
   };
 }

@@ -43,6 +43,13 @@ describe("config files", () => {
     for (const m of [/limits\.maxDepth must be integer/, /limits\.maxKeyBytes must be >= 1/, /watchBuffer must be integer/]) expect(check).toThrow(m);
   });
 
+  it("checks timeouts: known fields, whole milliseconds", () => {
+    expect(checkConfig({ timeouts: { requestMs: 3000, feedPollMs: 100 }, socketBufferBytes: 1024 }, "f")).toBeTruthy();
+    expect(() => checkConfig({ timeouts: { requestMs: "3s" } }, "f")).toThrow(/timeouts\.requestMs must be integer/);
+    expect(() => checkConfig({ timeouts: { requestTimeout: 3000 } }, "f")).toThrow(/timeouts: unknown field "requestTimeout"/);
+    expect(() => checkConfig({ timeouts: { lockMs: -5 } }, "f")).toThrow(/timeouts\.lockMs must be >= 0/);
+  });
+
   it("accepts every config the repository ships", async () => {
     for (const file of ["kora.config.ts", "examples/company/kora.config.ts", "examples/company/kora.rules.config.ts", "examples/todo/kora.config.ts", "examples/offline-todo/kora.config.ts"]) {
       const loaded = await loadConfig(file);
@@ -68,12 +75,18 @@ describe("environment variables", () => {
       dataDir: "./.kora",
       schema: "kora",
       limits: {},
+      timeouts: {},
       config: undefined,
     });
     expect(settingsFromEnv({ PORT: "0", KORA_MAX_MUTATION_BYTES: "1024", KORA_SCHEMA: "app_2" })).toMatchObject({
       port: 0,
       limits: { maxMutationBytes: 1024 },
       schema: "app_2",
+    });
+    expect(settingsFromEnv({ KORA_REQUEST_TIMEOUT_MS: "2500", KORA_LOCK_TIMEOUT_MS: "0", KORA_CONNECT_TIMEOUT_MS: "900" }).timeouts).toEqual({
+      requestMs: 2500,
+      lockMs: 0,
+      connectMs: 900,
     });
   });
 
@@ -91,6 +104,8 @@ describe("environment variables", () => {
     [{ KORA_SCHEMA: "kóra" }, /KORA_SCHEMA="kóra"/],
     [{ KORA_SCHEMA: "k\u0000" }, /KORA_SCHEMA="k\\u0000"/],
     [{ KORA_SCHEMA: "k".repeat(64) }, /KORA_SCHEMA=/],
+    [{ KORA_REQUEST_TIMEOUT_MS: "5s" }, /^KORA_REQUEST_TIMEOUT_MS="5s" must be a whole number from 0 to 86400000/],
+    [{ KORA_STATEMENT_TIMEOUT_MS: "-1" }, /KORA_STATEMENT_TIMEOUT_MS="-1"/],
     [{ LOG_LEVEL: "loud" }, /^LOG_LEVEL="loud" must be one of fatal, error, warn, info, debug, trace, silent/],
   ];
   it.each(badEnv)("refuses %o", (env, message) => {

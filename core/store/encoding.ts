@@ -35,16 +35,23 @@ export function keysBelow(encoded: string, prefix: string): string[] {
 
 /** JSON.parse giving null-prototype objects, so keys like `__proto__` stay plain data. */
 export function parseJson<T>(text: string): T {
-  // Most leaves hold no object at all: skip the (slow) reviver for them.
+  // Most leaves hold no object at all: skip the walk for them.
   if (!text.includes("{")) return JSON.parse(text) as T;
-  return JSON.parse(text, (_key, value) => {
-    if (value && typeof value === "object" && !Array.isArray(value) && Object.getPrototypeOf(value) !== null) {
-      const out = Object.create(null) as Record<string, unknown>;
-      for (const k of Object.keys(value)) out[k] = value[k];
-      return out;
-    }
+  // A plain parse, then every object's prototype dropped in place: half the time of a reviver
+  // (called once per value, 100,000 times for a 100,000-leaf change) that copied each object.
+  return withoutPrototypes(JSON.parse(text)) as T;
+}
+
+function withoutPrototypes(value: unknown): unknown {
+  if (value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) {
+    for (const item of value) withoutPrototypes(item);
     return value;
-  }) as T;
+  }
+  // JSON.parse makes `__proto__` an own data property; with no prototype it stays plain data.
+  Object.setPrototypeOf(value, null);
+  for (const key in value) withoutPrototypes((value as Record<string, unknown>)[key]);
+  return value;
 }
 
 /**

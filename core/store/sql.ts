@@ -15,6 +15,8 @@ import type {
   ReadRequest,
   ReadResult,
   Store,
+  StoreHealth,
+  StoreStats,
   WriteContext,
   WriteRecord,
   WriteStamps,
@@ -23,7 +25,7 @@ import type { StampEntries, StampQuery } from "../lww.ts";
 import { applyMutation, emptyTree, getNode, inflate, isEmptyMutation, isTree, restrict } from "../tree.ts";
 import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
-import { encodePath, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
+import { SEP, encodePath, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
 
 /** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
@@ -33,10 +35,62 @@ export function channelFor(schema: string): string {
 
 export { parseJson };
 
+/**
+ * SQLSTATEs that mean the database is unreachable, restarting, overloaded or did not answer in
+ * time: the operation did nothing and may be retried (UNAVAILABLE). Class 08 is "connection
+ * exception"; 57P01-57P03 are shutdowns and "cannot connect now"; 57014 is a statement cancelled by
+ * statement_timeout; 55P03 a lock_timeout (the version lock); 53300 too many connections; 25P03 an
+ * idle-in-transaction timeout.
+ */
+const UNAVAILABLE_SQLSTATES = new Set(["57P01", "57P02", "57P03", "57014", "55P03", "53300", "25P03"]);
+
+/** Node socket errors and the driver's own messages for a lost, refused or timed-out connection. */
+const UNAVAILABLE_NODE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+const UNAVAILABLE_MESSAGES = [
+  /Connection terminated/i,
+  /timeout exceeded when trying to connect/i,
+  /Query read timeout/i,
+  /Connection ended/i,
+  /Client has encountered a connection error/i,
+  /Client was closed and is not queryable/i,
+  /the database system is (starting up|shutting down|in recovery mode)/i,
+  /terminating connection/i,
+  /Cannot use a pool after calling end/i,
+  /store worker (exited|failed)/i,
+];
+
+/** True when `error` says the store was down or slow rather than that the request was wrong. */
+export function isUnavailable(error: unknown): boolean {
+  if (error instanceof KoraError) return error.code === "UNAVAILABLE";
+  if (error instanceof CommitOutcomeUnknown) return true;
+  const e = error as { code?: unknown; message?: unknown; errors?: unknown } | undefined;
+  if (!e || typeof e !== "object") return false;
+  if (typeof e.code === "string") {
+    if (e.code.startsWith("08") || UNAVAILABLE_SQLSTATES.has(e.code) || UNAVAILABLE_NODE_CODES.has(e.code)) return true;
+  }
+  // AggregateError (a refused connection tried on IPv4 and IPv6) carries its causes in `errors`.
+  if (Array.isArray(e.errors) && e.errors.some(isUnavailable)) return true;
+  return typeof e.message === "string" && UNAVAILABLE_MESSAGES.some((re) => re.test(e.message as string));
+}
+
 /** Maps driver errors to Kora's codes; the one place SQLSTATEs are interpreted. */
 export function mapSqlError(error: unknown): unknown {
+  if (error instanceof KoraError) return error;
+  if (error instanceof CommitOutcomeUnknown) {
+    return new KoraError(
+      "UNAVAILABLE",
+      "the connection to the store failed while the write was committing: it may or may not have been applied; retrying with the same writeId is safe",
+      { cause: error },
+    );
+  }
+  if (isUnavailable(error)) {
+    const detail = (error as { message?: string }).message ?? String(error);
+    return new KoraError("UNAVAILABLE", `the store could not be reached or did not answer in time (${detail}); nothing was written; retry later`, {
+      cause: error,
+    });
+  }
   const code = (error as { code?: unknown })?.code;
-  if (typeof code !== "string" || error instanceof KoraError) return error;
+  if (typeof code !== "string") return error;
   if (code === "54000" || code === "54001") {
     return new KoraError("PAYLOAD_TOO_LARGE", "the mutation is too large for the database to process; split it", { cause: error });
   }
@@ -68,6 +122,16 @@ export interface SqlStoreOptions {
   overlap?: boolean;
   /** Called after close() has drained commits, to release driver resources. */
   onClose?: () => Promise<void>;
+  /** The driver's view of its connections; default: a local feed (one process). */
+  health?: () => StoreHealth;
+  /** The driver's connections now (Store.stats). */
+  stats?: () => StoreStats;
+  /**
+   * Most leaves and deleted ranges per write statement; larger batches are written by several
+   * statements in their transaction, with reads of untouched paths answered between them (a
+   * single-connection driver: PGlite). Default: unbounded (one statement).
+   */
+  chunkLeaves?: number;
 }
 
 /**
@@ -134,38 +198,43 @@ function plan(m: Mutation) {
   const leafPaths: string[] = [];
   const leafNodes: Node[] = [];
 
-  const walkDelete = (node: DeleteTree, path: string[]) => {
+  // Paths are carried encoded (`enc` ends with SEP, so a child's is `enc + key + SEP`): encoding
+  // each leaf's whole path, and each of its ancestors, cost a 100,000-leaf merge 100 ms.
+  const walkDelete = (node: DeleteTree, enc: string) => {
     for (const key in node) {
       const mark = node[key] as true | DeleteTree;
-      const p = [...path, key];
+      const child = `${enc}${key}${SEP}`;
       if (mark === true) {
-        const enc = encodePath(p);
-        rangeLo.push(enc);
-        rangeHi.push(upperBound(enc));
-      } else walkDelete(mark, p);
+        rangeLo.push(child);
+        rangeHi.push(upperBound(child));
+      } else walkDelete(mark, child);
     }
   };
-  const walkMerge = (node: Tree, path: string[]) => {
+  /** Returns whether `node` holds a leaf. */
+  const walkMerge = (node: Tree, enc: string, depth: number): boolean => {
+    let leaf = false;
     for (const key in node) {
       const value = node[key] as Node;
-      const p = [...path, key];
-      if (isTree(value)) walkMerge(value, p);
+      const child = `${enc}${key}${SEP}`;
+      if (isTree(value)) leaf = walkMerge(value, child, depth + 1) || leaf;
       else {
-        const enc = encodePath(p);
+        leaf = true;
         // A leaf replaces whatever subtree was there: every row strictly below it goes. The
         // smallest child key starts at U+0020 (control characters are not keys).
-        rangeLo.push(`${enc} `);
-        rangeHi.push(upperBound(enc));
-        // An object merged onto a leaf replaces the leaf: rows at ancestor paths go.
-        for (let i = 1; i < p.length; i++) ancestors.add(encodePath(p.slice(0, i)));
-        leafPaths.push(enc);
+        rangeLo.push(`${child} `);
+        rangeHi.push(upperBound(child));
+        leafPaths.push(child);
         leafNodes.push(value);
       }
     }
+    // An object merged onto a leaf replaces the leaf: the rows at a leaf's proper ancestors go.
+    if (leaf && depth > 0) ancestors.add(enc);
+    return leaf;
   };
-  walkDelete(m.delete, []);
+  const root = encodePath([]);
+  walkDelete(m.delete, root);
   const deleteRanges = rangeLo.length;
-  walkMerge(m.merge, []);
+  walkMerge(m.merge, root, 0);
   return { rangeLo, rangeHi, deleteRanges, ancestors: [...ancestors], leafPaths, leafNodes };
 }
 
@@ -350,6 +419,149 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       newVersion,
       channel,
     ]);
+  }
+
+  /**
+   * Splits planned items into the statements of a chunked write (`chunkLeaves`), each writing
+   * at most about `budget` leaves and ranges, with the same effects in the same order as one
+   * `apply_batch` of them all: per item, its tombstones (computed from the rows before its
+   * deletes), its deletes, its upserts, then its change row. Parts other than the last carry no
+   * version and no mutation, so they write no change row (and the mutation is sent once).
+   */
+  function chunked(items: Planned[], budget: number): Planned[][] {
+    const out: Planned[][] = [];
+    let current: Planned[] = [];
+    let size = 0;
+    const add = (part: Planned, cost: number) => {
+      if (size > 0 && size + cost > budget) {
+        out.push(current);
+        current = [];
+        size = 0;
+      }
+      current.push(part);
+      size += cost;
+    };
+    const none = { lo: [], hi: [], p: [], v: [] };
+    for (const it of items) {
+      const cost = it.lo.length + it.p.length;
+      if (cost <= budget) {
+        add(it, cost);
+        continue;
+      }
+      const { version: _v, m: _m, lo, hi, p, v, ...rest } = it;
+      const bare = { ...rest, m: undefined as unknown as Mutation, version: undefined };
+      if (it.ts !== undefined) add({ ...bare, ...none }, 1);
+      // (Only the first part computes tombstones; the others write rows with the stamp.)
+      const plain = { ...bare, td: [], th: [], ta: [], tp: [], tc: [], tw: [] };
+      for (let i = 0; i < lo.length; i += budget) {
+        add(
+          {
+            ...plain,
+            ...none,
+            ts: undefined,
+            lo: lo.slice(i, i + budget),
+            hi: hi.slice(i, i + budget),
+          },
+          Math.min(budget, lo.length - i),
+        );
+      }
+      for (let i = 0; i < p.length; i += budget) {
+        add(
+          { ...plain, ...none, p: p.slice(i, i + budget), v: v.slice(i, i + budget) },
+          Math.min(budget, p.length - i),
+        );
+      }
+      add({ ...none, version: it.version, m: it.m, ts: it.ts, w: it.w }, 1);
+    }
+    if (current.length > 0) out.push(current);
+    return out;
+  }
+
+  /**
+   * A chunked write in progress: reads of paths none of its mutations touch are answered inside
+   * its transaction between its statements. They see what is committed there (this write is
+   * the only writer, and it does not touch them) and the version before it: the counter moves
+   * only in its last statement, and no read is let in after that one is sent.
+   */
+  interface Window {
+    mutations: readonly Mutation[];
+    waiting: {
+      requests: readonly ReadRequest[];
+      resolve: (r: ReadResult) => void;
+      reject: (e: unknown) => void;
+    }[];
+  }
+  let window: Window | undefined;
+
+  // A single-connection driver (PGlite, `chunkLeaves` set) runs statements outside a transaction
+  // only once it ends: reads arriving meanwhile wait here rather than in the driver, so that a
+  // chunked write can still take those it does not touch between its statements.
+  const single = options.chunkLeaves !== undefined;
+  let txOpen = false;
+  let held: Window["waiting"] = [];
+  const release = () => {
+    for (const h of held.splice(0)) readWith(db, h.requests).then(h.resolve, h.reject);
+  };
+  const disjoint = (w: Window, requests: readonly ReadRequest[]) =>
+    requests.length > 0 && !requests.some((r) => touchedSince(w.mutations, 0, r.path));
+  const transaction: Db["transaction"] = async (fn, first) => {
+    if (!single) return db.transaction(fn, first);
+    txOpen = true;
+    try {
+      return await db.transaction(fn, first);
+    } finally {
+      txOpen = false;
+      release();
+    }
+  };
+
+  /** Writes `items` as `flush` does, in statements of at most `chunkLeaves` when it is set. */
+  async function write(
+    tx: Queryable,
+    items: Planned[],
+    newVersion: Version | null,
+    mutations: readonly Mutation[],
+  ): Promise<void> {
+    const budget = options.chunkLeaves;
+    const parts = budget === undefined ? [items] : chunked(items, budget);
+    if (parts.length <= 1) return flush(tx, items, newVersion);
+    const w: Window = { mutations, waiting: [] };
+    const drain = async () => {
+      for (let next = w.waiting.shift(); next; next = w.waiting.shift()) {
+        try {
+          next.resolve(await readWith(tx, next.requests));
+        } catch (error) {
+          next.reject(error);
+        }
+      }
+    };
+    window = w;
+    const stay: Window["waiting"] = [];
+    for (const h of held) (disjoint(w, h.requests) ? w.waiting : stay).push(h);
+    held = stay;
+    try {
+      for (let i = 0; i < parts.length - 1; i++) {
+        await flush(tx, parts[i] as Planned[], null);
+        await drain();
+      }
+      window = undefined;
+      await drain();
+    } finally {
+      if (window === w) window = undefined;
+      // After a failure the transaction is over: reads still waiting go once it has ended.
+      held.push(...w.waiting.splice(0));
+      if (!txOpen) release();
+    }
+    await flush(tx, parts[parts.length - 1] as Planned[], newVersion);
+  }
+
+  /** A read: between a chunked write's statements when it touches none of its paths. */
+  function readNow(requests: readonly ReadRequest[]): Promise<ReadResult> {
+    const w = window;
+    if (w && disjoint(w, requests))
+      return new Promise((resolve, reject) => w.waiting.push({ requests, resolve, reject }));
+    if (txOpen) return new Promise((resolve, reject) => held.push({ requests, resolve, reject }));
+    return readWith(db, requests);
   }
 
   /** Stamps and tombstones for conflict resolution (core/lww.ts `StampQuery`). */
@@ -556,7 +768,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       } else {
         // Lock the counter first, in the BEGIN's round trip: writers everywhere serialize here,
         // so version N+1 can never become visible before version N (docs/storage.md).
-        await db.transaction(async (tx, rows) => {
+        await transaction(async (tx, rows) => {
           const row = rows[0] as { version: string; clock: string | null } | undefined;
           try {
             last = await batchIn(tx, { version: Number(row?.version ?? 0), clock: row?.clock ?? undefined }, items, outcomes, () => open);
@@ -573,11 +785,12 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         // Another process committed since (or the batch needs the lock): again, under the lock.
         return runBatch(items, onBuilt, false);
       }
-      if (items.length > 1 && !(error instanceof CommitOutcomeUnknown)) {
+      if (items.length > 1 && !isUnavailable(error)) {
         // A statement failed and took the transaction with it: run each mutation on its own, so
         // only the one at fault fails (their builds run again, in fresh transactions). This
         // costs nothing in the common case and replaces a SAVEPOINT per mutation (a round trip
-        // each). Never after an unknown COMMIT outcome: the batch may have committed.
+        // each). Never after an unknown COMMIT outcome (the batch may have committed), nor when
+        // the store is down or slow (each would wait for its own timeout).
         for (const item of items) await runBatch([item]);
         return;
       }
@@ -591,7 +804,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       const o = outcomes[i];
       if (!o) item.reject(new Error("commit outcome missing"));
       else if (o.ok) item.resolve(o.result);
-      else item.reject(o.error);
+      else item.reject(mapSqlError(o.error));
     });
   }
 
@@ -841,8 +1054,31 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         // Everything this batch saw assumed the batch before it commits.
         if (chain && !(await chain.settled)) retry();
       }
-      if (tx) await serial(() => flush(tx, rest, newVersion));
-      else if (rest.length > 0) {
+      if (tx) await serial(() => write(tx, rest, newVersion, applied));
+      else if (
+        rest.length > 0 &&
+        options.chunkLeaves !== undefined &&
+        chunked(rest, options.chunkLeaves).length > 1
+      ) {
+        // Too large for one statement on a single connection (PGlite): the same check as
+        // apply_batch_if, then a chunked write, in one transaction.
+        let done: boolean;
+        try {
+          done = await transaction(async (t, rows) => {
+            const row = rows[0] as { version: string; clock: string | null } | undefined;
+            if (Number(row?.version) !== start || (row?.clock ?? null) !== (startClock ?? null))
+              return false;
+            await write(t, rest, newVersion, applied);
+            return true;
+          }, `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`);
+        } catch (error) {
+          throw typeof (error as { code?: unknown }).code === "string" ||
+            error instanceof CommitOutcomeUnknown
+            ? error
+            : new CommitOutcomeUnknown(error);
+        }
+        if (!done) retry();
+      } else if (rest.length > 0) {
         // One statement, its own transaction: it takes the lock, checks that the counter and
         // clock are still those the batch started from, and applies it (or changes nothing).
         let done: boolean;
@@ -866,13 +1102,41 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     }
   }
 
+  async function changes(after: Version, limit: number): Promise<Change[]> {
+    // The alias matters: ORDER BY a name that is also an output column sorts by the output (text).
+    const rows = await db.query<{ v: string; m: string }>(
+      `SELECT c.version::text AS v, c.mutation::text AS m FROM ${s}.changes c WHERE c.version > $1 ORDER BY c.version LIMIT $2`,
+      [after, limit],
+    );
+    return rows.map((r): Change => ({ version: Number(r.v), mutation: parseJson<Mutation>(r.m) }));
+  }
+
+  async function version(): Promise<Version> {
+    const rows = await db.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
+    return Number(rows[0]?.version ?? 0);
+  }
+
+  async function oldestVersion(): Promise<Version | undefined> {
+    const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
+    return rows[0]?.v == null ? undefined : Number(rows[0].v);
+  }
+
+  /** Driver errors leave the store as Kora's codes (UNAVAILABLE when the database is away). */
+  function mapped<T>(p: Promise<T>): Promise<T> {
+    return p.catch((error: unknown) => {
+      throw mapSqlError(error);
+    });
+  }
+
   return {
     kind: options.kind,
     description: options.description,
+    ...(options.stats ? { stats: options.stats } : {}),
     feed,
     outbox,
+    health: options.health ?? (() => ({ feed: "local" })),
     read: (requests) =>
-      readWith(db, requests).catch((error: unknown) => {
+      readNow(requests).catch((error: unknown) => {
         throw mapSqlError(error);
       }),
     commit(build) {
@@ -882,22 +1146,9 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         kick();
       });
     },
-    async changes(after, limit) {
-      // The alias matters: ORDER BY a name that is also an output column sorts by the output (text).
-      const rows = await db.query<{ v: string; m: string }>(
-        `SELECT c.version::text AS v, c.mutation::text AS m FROM ${s}.changes c WHERE c.version > $1 ORDER BY c.version LIMIT $2`,
-        [after, limit],
-      );
-      return rows.map((r): Change => ({ version: Number(r.v), mutation: parseJson<Mutation>(r.m) }));
-    },
-    async version() {
-      const rows = await db.query<{ version: string }>(`SELECT version::text FROM ${s}.meta WHERE id = 1`);
-      return Number(rows[0]?.version ?? 0);
-    },
-    async oldestVersion() {
-      const rows = await db.query<{ v: string | null }>(`SELECT min(version)::text AS v FROM ${s}.changes`);
-      return rows[0]?.v == null ? undefined : Number(rows[0].v);
-    },
+    changes: (after, limit) => mapped(changes(after, limit)),
+    version: () => mapped(version()),
+    oldestVersion: () => mapped(oldestVersion()),
     async explain(path) {
       await db.query(`ANALYZE ${s}.nodes`);
       // Both read statements: the general one and the single-request one.

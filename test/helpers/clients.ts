@@ -59,6 +59,9 @@ const graphqlWs: ClientKind = {
 const apollo: ClientKind = {
   name: "Apollo Client",
   connect({ wsUrl }) {
+    // GraphQLWsLink tells error events apart through the global WebSocket, which browsers have
+    // and Node 20 does not: without it, the link throws on a subscription's error.
+    (globalThis as { WebSocket?: unknown }).WebSocket ??= WebSocket;
     const ws = wsClient(wsUrl);
     const client = new ApolloClient({ link: new GraphQLWsLink(ws), cache: new InMemoryCache() });
     return {

@@ -4,10 +4,9 @@
  * depends on leftovers. With KORA_REQUIRE_PG=1 a missing DATABASE_URL fails instead of skipping.
  */
 import { randomBytes } from "node:crypto";
-import { PGlite } from "@electric-sql/pglite";
 import pg from "pg";
 import type { Store } from "../../core/store.ts";
-import { createPgliteStore, createPostgresStore } from "../../core/store/index.ts";
+import { type PgliteDatabase, createPgliteStore, createPostgresStore, openPglite } from "../../core/store/index.ts";
 
 export interface StoreTarget {
   name: "pglite" | "postgres";
@@ -18,22 +17,28 @@ export function uniqueSchema(): string {
   return `kora_t_${randomBytes(6).toString("hex")}`;
 }
 
-// One in-memory PGlite per test worker (starting one takes seconds); schemas keep tests apart.
-let sharedPglite: Promise<PGlite> | undefined;
+// One in-memory PGlite (in its worker thread) per test worker: starting one takes seconds;
+// schemas keep tests apart.
+let sharedPglite: Promise<PgliteDatabase> | undefined;
+
+/** This test worker's shared in-memory PGlite (stores on it need their own schema). */
+export function sharedDatabase(): Promise<PgliteDatabase> {
+  sharedPglite ??= openPglite();
+  return sharedPglite;
+}
 
 export const pgliteTarget: StoreTarget = {
   name: "pglite",
   async create() {
-    sharedPglite ??= PGlite.create();
-    const pglite = await sharedPglite;
+    const database = await sharedDatabase();
     const schema = uniqueSchema();
-    const store = await createPgliteStore({ schema, pglite });
+    const store = await createPgliteStore({ schema, database });
     return {
       store,
       schema,
       async dispose() {
         await store.close();
-        await pglite.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+        await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
       },
     };
   },

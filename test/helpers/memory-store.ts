@@ -23,6 +23,7 @@ export function createMemoryStore(): Store & { tree(): Tree } {
     kind: "pglite",
     description: "memory",
     feed,
+    health: () => ({ feed: "local" }),
     tree: () => tree,
     async read(requests: readonly ReadRequest[]): Promise<ReadResult> {
       return { version, values: requests.map((r) => select(getNode(tree, r.path), r.options)) };

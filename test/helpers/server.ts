@@ -18,7 +18,7 @@ export interface TestServer {
 
 export async function startTestServer(
   target: StoreTarget,
-  options: Partial<Omit<StartOptions, "store" | "log">> = {},
+  options: Partial<Omit<StartOptions, "store">> = {},
 ): Promise<TestServer> {
   const { store, schema, dispose } = await target.create();
   const kora = await startKora({

@@ -1,0 +1,218 @@
+/**
+ * The embedded store does not stall the gateway (issue 8, item 7): PGlite runs in a worker thread,
+ * big writes go in chunks with reads of untouched paths answered between them, and the gateway's
+ * own work on a big merge yields. A worker that dies fails its pending operations; a data folder
+ * created by the first start is reopened by the next.
+ */
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { monitorEventLoopDelay } from "node:perf_hooks";
+import type { Client } from "graphql-ws";
+import { afterEach, describe, expect, it } from "vitest";
+import { type PgliteDatabase, createPgliteStore, openPglite } from "../core/store/index.ts";
+import type { Store } from "../core/store.ts";
+import { createGateway } from "../core/gateway.ts";
+import { deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
+import type { Mutation } from "../core/types.ts";
+import { wsClient } from "./helpers/clients.ts";
+import { pgliteTarget, sharedDatabase, uniqueSchema } from "./helpers/db.ts";
+import { EventQueue } from "./helpers/events.ts";
+import {
+  MERGE,
+  PATH,
+  WATCH,
+  type TestServer,
+  http,
+  merge,
+  startTestServer,
+} from "./helpers/server.ts";
+
+const LEAVES = 100_000;
+const BOUND_MS = 500;
+
+describe("a 100,000-leaf merge on PGlite", () => {
+  let server: TestServer | undefined;
+  let client: Client | undefined;
+  afterEach(async () => {
+    await client?.dispose();
+    await server?.close();
+    client = undefined;
+    server = undefined;
+  });
+
+  it(`leaves reads of other keys and new watches of other paths answered within ${BOUND_MS} ms`, { timeout: 180_000 }, async () => {
+    server = await startTestServer(pgliteTarget);
+    const { url } = server;
+    await merge(url, ["other", "key"], "untouched");
+    await merge(url, ["elsewhere", "x"], 1);
+    const big: Record<string, number> = {};
+    for (let i = 0; i < LEAVES; i++) big[`k${String(i).padStart(6, "0")}`] = i;
+
+    const lag = monitorEventLoopDelay({ resolution: 10 });
+    lag.enable();
+    let done = false;
+    // The body is built before the clock starts: only the gateway's work is measured.
+    const body = JSON.stringify({
+      query: MERGE.replace("{ version merge delete }", "{ version }"),
+      variables: { path: ["big"], value: big },
+    });
+    lag.reset();
+    const started = performance.now();
+    const writing = fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    })
+      .then((res) => res.json() as Promise<{ errors?: unknown }>)
+      .finally(() => {
+        done = true;
+      });
+
+    // Reads one after the other for as long as the merge runs (bounded: it ends within the
+    // test's timeout), each timed on its own.
+    // A read of the path being written, sent mid-merge: it waits for the commit (or comes
+    // before it), and never sees part of the merge.
+    let inside: Promise<unknown> | undefined;
+    const readTimes: number[] = [];
+    const watchTimes: number[] = [];
+    client = wsClient(server.wsUrl);
+    for (let i = 0; !done && i < 10_000; i++) {
+      const t0 = performance.now();
+      const r = await http<{ path: unknown }>(url, PATH, { path: ["other"] });
+      expect(r.errors).toBeUndefined();
+      expect(r.data?.path).toEqual({ key: "untouched" });
+      if (!done) readTimes.push(performance.now() - t0);
+      if (readTimes.length === 2) inside ??= http<{ path: Record<string, number> | null }>(url, PATH, { path: ["big"] });
+
+      // A watch of another path started now gets its snapshot (its first event) in time.
+      const events = new EventQueue<{ snapshot: boolean; merge: unknown }>();
+      const t1 = performance.now();
+      const stop = client.subscribe<{ watch: { snapshot: boolean; merge: unknown } }>(
+        { query: WATCH, variables: { path: ["elsewhere"] } },
+        {
+          next: (m) => events.push(m.data?.watch as { snapshot: boolean; merge: unknown }),
+          error: (e) => events.fail(e),
+          complete: () => {},
+        },
+      );
+      const first = await events.next();
+      stop();
+      expect(first).toMatchObject({ snapshot: true, merge: { elsewhere: { x: 1 } } });
+      if (!done) watchTimes.push(performance.now() - t1);
+    }
+    const result = await writing;
+    lag.disable();
+    const mergeMs = performance.now() - started;
+    expect(result.errors).toBeUndefined();
+    const worst = (xs: number[]) => Math.round(Math.max(...xs));
+    console.log(
+      `100,000-leaf merge: ${Math.round(mergeMs)} ms; ${readTimes.length} reads during it, slowest ${worst(readTimes)} ms; ` +
+        `${watchTimes.length} new watches, slowest ${worst(watchTimes)} ms; event loop blocked at most ${Math.round(lag.max / 1e6)} ms`,
+    );
+    // The merge must have been long enough for the reads to prove something.
+    expect(readTimes.length).toBeGreaterThanOrEqual(3);
+    expect(watchTimes.length).toBeGreaterThanOrEqual(3);
+    expect(Math.max(...readTimes)).toBeLessThan(BOUND_MS);
+    expect(Math.max(...watchTimes)).toBeLessThan(BOUND_MS);
+
+    const seen = ((await inside) as { data?: { path: Record<string, number> | null } } | undefined)?.data?.path;
+    expect(seen === null || Object.keys(seen ?? {}).length === LEAVES).toBe(true);
+
+    // And it committed whole, as one version.
+    const read = await http<{ path: Record<string, number> }>(url, PATH, { path: ["big"] });
+    expect(Object.keys(read.data?.path ?? {}).length).toBe(LEAVES);
+  });
+});
+
+describe("the PGlite worker", () => {
+  let database: PgliteDatabase | undefined;
+  let store: Store | undefined;
+  let dir: string | undefined;
+  afterEach(async () => {
+    await store?.close();
+    await database?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+    store = database = dir = undefined;
+  });
+
+  it("fails pending operations with an error when the worker dies, and every later one", async () => {
+    database = await openPglite();
+    // A statement long enough to be pending when the worker goes.
+    const pending = database.query("SELECT count(*) FROM generate_series(1, 50000000)");
+    const inTx = database.transaction(async (tx) => {
+      await tx.query("SELECT 1");
+      return "committed";
+    });
+    await database.terminate();
+    await expect(pending).rejects.toThrow(/PGlite worker exited/);
+    await expect(inTx).rejects.toThrow(/PGlite worker exited/);
+    await expect(database.query("SELECT 1")).rejects.toThrow(/PGlite worker exited/);
+  });
+
+  it("routes a transaction's statements into the worker's open transaction, and rolls back on error", async () => {
+    database = await openPglite();
+    await database.exec("CREATE TABLE t (x int)");
+    await expect(
+      database.transaction(async (tx) => {
+        await tx.query("INSERT INTO t VALUES (1)");
+        expect(await tx.query("SELECT count(*)::int AS n FROM t")).toEqual([{ n: 1 }]);
+        throw new Error("abort");
+      }),
+    ).rejects.toThrow("abort");
+    expect(await database.query("SELECT count(*)::int AS n FROM t")).toEqual([{ n: 0 }]);
+    // An error from PostgreSQL keeps its SQLSTATE across the channel (core/store/sql.ts maps it).
+    await expect(database.query("SELECT nope")).rejects.toMatchObject({ code: "42703" });
+  });
+
+  it("creates the database in a data folder on first start and reopens it on the next", async () => {
+    dir = mkdtempSync(join(tmpdir(), "kora-pglite-"));
+    const m: Mutation = {
+      merge: Object.assign(Object.create(null), { a: { b: "kept" } }),
+      delete: Object.create(null),
+    };
+    store = await createPgliteStore({ dataDir: dir, schema: "kora" });
+    const { version } = await store.commit(async () => m);
+    await store.close();
+    store = await createPgliteStore({ dataDir: dir, schema: "kora" });
+    expect(await store.read([{ path: ["a"] }])).toEqual({ version, values: [{ b: "kept" }] });
+  });
+});
+
+describe("chunked writes", () => {
+  it("leave exactly what one statement leaves: rows, tombstones, change log, counter", async () => {
+    const database = await sharedDatabase();
+    const schemas = [uniqueSchema(), uniqueSchema()];
+    // Two leaves per statement against one statement per batch.
+    const gateways = await Promise.all(
+      [2, 1e9].map(async (chunkLeaves, i) =>
+        createGateway({ store: await createPgliteStore({ database, schema: schemas[i] as string, chunkLeaves }), retention: { intervalMs: 0 } }),
+      ),
+    );
+    try {
+      const steps: Mutation[][] = [
+        [mergeAt(["a"], { x: 1, y: { z: 2, w: 3, u: { t: 4 } }, v: [1, { k: 2 }] }), mergeAt(["b"], "leaf")],
+        [mergeAt(["b"], { obj: 1, o2: { p: 2, q: 3 } })], // an object over a leaf
+        [mergeAt(["a", "y"], "a leaf over a subtree")],
+        [mutationFromInput({ delete: { a: { x: true }, c: true }, merge: { c: { d: 1, e: 2, f: 3 }, a: { n: { m: 1 } } } })],
+        [deleteAt(["b"]), mergeAt(["d"], { e: 1 }), mergeAt(["d", "e"], { f: 2, g: 3 }), deleteAt(["a", "v"])], // one batch
+      ];
+      for (const batch of steps) {
+        for (const g of gateways) await Promise.all(batch.map((m) => g.commit(m)));
+      }
+      const dump = async (schema: string) => ({
+        nodes: await database.query(`SELECT path, value::text AS v FROM "${schema}".nodes ORDER BY path COLLATE "C"`),
+        tombstones: await database.query(`SELECT path FROM "${schema}".tombstones ORDER BY path COLLATE "C"`),
+        changes: await database.query(`SELECT version::text, mutation::text FROM "${schema}".changes ORDER BY version`),
+        meta: await database.query(`SELECT version::text FROM "${schema}".meta`),
+      });
+      const [chunked, whole] = await Promise.all(schemas.map(dump));
+      expect(chunked).toEqual(whole);
+      expect(whole?.tombstones.length).toBeGreaterThan(0);
+      expect(whole?.meta).toEqual([{ version: "9" }]);
+    } finally {
+      for (const g of gateways) await g.close();
+      for (const schema of schemas) await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    }
+  });
+});
