@@ -152,6 +152,7 @@ async function main() {
     host: "127.0.0.1",
     retention: { intervalMs: 0 },
     watchBuffer: 100_000,
+    rateLimits: false, // the bench drives thousands of operations a second from one address
   });
   const wsUrl = kora.url.replace(/^http/, "ws");
   console.log(`Kora on ${store.description}; ${quick ? "quick run" : "full run"}`);

@@ -332,8 +332,13 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
         const before = await args.data(match.path);
         for (const entry of rule.denormalize) {
           const base = { data: before ?? null, newData: after ?? null };
-          const oldPath = before === undefined ? undefined : render(entry, match.captures, ctxFor(match.captures, args.auth, args.now, { ...base, value: before }));
-          const newPath = after === undefined ? undefined : render(entry, match.captures, ctxFor(match.captures, args.auth, args.now, { ...base, value: after }));
+          const target = { rule: rule.source, at: match.path };
+          // The old target was computed when it was written, so it was a valid key then: a value
+          // that no longer computes one leaves nothing to delete. The new one must be a key.
+          const oldPath =
+            before === undefined ? undefined : render(entry, match.captures, ctxFor(match.captures, args.auth, args.now, { ...base, value: before }));
+          const newPath =
+            after === undefined ? undefined : render(entry, match.captures, ctxFor(match.captures, args.auth, args.now, { ...base, value: after }), target);
           if (oldPath && (!newPath || showPath(oldPath) !== showPath(newPath))) {
             put(del, oldPath, true);
             added = true;
@@ -423,8 +428,19 @@ function canMatchBelow(p: CompiledPattern, path: Path): boolean {
   return deeper(p, cursor);
 }
 
-/** The target path of a denormalize entry on one side (before or after), or undefined. */
-function render(entry: DenormalizeEntry, captures: Readonly<Record<string, string>>, ctx: Record<string, unknown>): string[] | undefined {
+/**
+ * The target path of a denormalize entry on one side (before or after), or undefined when a
+ * segment's expression fails or computes null (the value has no such field: nothing to keep in
+ * step). With `strict`, a segment that computes something that cannot be a key (an empty string,
+ * a control character, a non-string) is BAD_USER_INPUT naming the rule, as the same logic in an
+ * interceptor would be refused by the core; without it, such a side is simply skipped.
+ */
+function render(
+  entry: DenormalizeEntry,
+  captures: Readonly<Record<string, string>>,
+  ctx: Record<string, unknown>,
+  strict?: { rule: string; at: readonly string[] },
+): string[] | undefined {
   const out: string[] = [];
   for (const seg of entry.path) {
     if (seg.kind === "literal") out.push(seg.key);
@@ -436,9 +452,25 @@ function render(entry: DenormalizeEntry, captures: Readonly<Record<string, strin
       } catch {
         return undefined;
       }
+      if (v === null || v === undefined) return undefined;
       if (typeof v === "number") v = String(v);
-      if (typeof v !== "string" || v === "" || /[\u0000-\u001f\u007f]/.test(v)) return undefined;
-      out.push(v);
+      const bad =
+        typeof v !== "string"
+          ? `computes ${JSON.stringify(v)?.slice(0, 60) ?? typeof v}, not a string`
+          : v === ""
+            ? "computes an empty string"
+            : /[\u0000-\u001f\u007f]/.test(v)
+              ? `computes ${JSON.stringify(v.slice(0, 60))}, which holds a control character (U+0000-U+001F, U+007F)`
+              : undefined;
+      if (bad !== undefined) {
+        if (!strict) return undefined;
+        throw new KoraError(
+          "BAD_USER_INPUT",
+          `denormalize target of rule ${JSON.stringify(strict.rule)} for the value at ${showPath(strict.at)}: the segment ${seg.expr.source} ${bad}; a key is a non-empty string without control characters`,
+          { path: strict.at },
+        );
+      }
+      out.push(v as string);
     }
   }
   return out;

@@ -101,6 +101,16 @@ export function createAuthenticator(options: AuthOptions = {}): Authenticator {
     };
   }
   const jwt = options.jwt;
+  if (jwt !== undefined && jwt.secret === undefined && jwt.jwksFile === undefined) {
+    // Typically `secret: process.env.JWT_SECRET` with the variable unset: starting anyway would
+    // refuse every token at run time, saying no JWT is configured.
+    const given = Object.keys(jwt).filter((k) => (jwt as Record<string, unknown>)[k] !== undefined);
+    throw new Error(
+      `auth.jwt is configured but has no key: auth.jwt.secret and auth.jwt.jwksFile are both undefined${
+        "secret" in jwt ? " (auth.jwt.secret is present but undefined: is the environment variable it reads set?)" : ""
+      }${given.length > 0 ? `; it has only ${given.join(", ")}` : ""}. Give a secret of at least 32 characters or a JWKS file, or remove auth.jwt.`,
+    );
+  }
   let key: Uint8Array | JWTVerifyGetKey | undefined;
   let algorithms: string[] = [];
   if (jwt?.secret !== undefined) {
@@ -114,7 +124,11 @@ export function createAuthenticator(options: AuthOptions = {}): Authenticator {
     } catch (error) {
       throw new Error(`auth.jwt.jwksFile ${jwt.jwksFile}: ${(error as Error).message}`);
     }
-    key = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+    try {
+      key = createLocalJWKSet(jwks as Parameters<typeof createLocalJWKSet>[0]);
+    } catch (error) {
+      throw new Error(`auth.jwt.jwksFile ${jwt.jwksFile} is not a JWKS (a JSON object with a "keys" array): ${(error as Error).message}`);
+    }
     algorithms = jwt.algorithms ?? ["RS256", "ES256", "EdDSA"];
   }
   if (algorithms.some((a) => a.toLowerCase() === "none")) throw new Error('auth.jwt.algorithms may not include "none"');

@@ -13,7 +13,10 @@ import type { ChainOptions } from "../interceptors/chain.ts";
 import { type RulesEngine, createRulesEngine } from "../interceptors/rules.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, type Authenticator, createAuthenticator } from "./auth.ts";
+import { type CorsOptions, createOriginPolicy } from "./crosssite.ts";
 import type { DocumentLimits } from "./limits.ts";
+import { type DeepPartial, type RateLimits, createAddressOf } from "./rate.ts";
+import type { ReadLimits } from "./readbound.ts";
 import { type Timeouts, checkConfig } from "./settings.ts";
 
 export interface KoraConfig {
@@ -32,8 +35,25 @@ export interface KoraConfig {
   auth?: AuthOptions;
   /** Input limits (key bytes, depth, mutation bytes); defaults in core/types.ts. */
   limits?: Partial<Limits>;
-  /** Limits on GraphQL documents; defaults in server/limits.ts. */
+  /** Limits on GraphQL documents (size, nesting, tokens, depth, aliases, directives, cost); defaults in server/limits.ts. */
   documentLimits?: Partial<DocumentLimits>;
+  /** What one operation may read (`maxReadLeaves` default 100,000, `maxReadBytes` default 16 MiB): server/readbound.ts. */
+  operationLimits?: Partial<ReadLimits>;
+  /**
+   * Browser origins allowed to call Kora from other origins (docs/security.md). Default none:
+   * same origin only. Requests without an Origin header (apps, servers) are always served.
+   */
+  cors?: CorsOptions;
+  /**
+   * Token buckets per subject and per client address, connection and subscription caps
+   * (docs/security.md, defaults in server/rate.ts); `false` turns them off.
+   */
+  rateLimits?: DeepPartial<RateLimits> | false;
+  /**
+   * Reverse proxies whose X-Forwarded-For gives the client address: addresses, CIDR ranges or
+   * `loopback`/`linklocal`/`uniquelocal`. Default none (the TCP peer is the client).
+   */
+  trustedProxies?: string[];
   /** Most undelivered events per watch before it is resynced with a snapshot. Default 1000. */
   watchBuffer?: number;
   /** Deadlines and intervals in milliseconds (docs/operations.md); env variables override them. */
@@ -101,6 +121,9 @@ export interface PreparedConfig {
 /** Builds the runtime pieces of a config: loads rules (throwing `RulesError`), sets up auth. */
 export function prepareConfig(loaded: LoadedConfig, log: Logger): PreparedConfig {
   const { config, dir } = loaded;
+  // Settings whose values (not only shapes) can be wrong fail here, before any store opens.
+  createOriginPolicy(config.cors);
+  createAddressOf(config.trustedProxies);
   let rulesFile: string | undefined;
   if (typeof config.rules === "string") {
     rulesFile = resolve(dir, config.rules);

@@ -31,15 +31,21 @@ type Yoga = YogaServerInstance<Record<string, unknown>, KoraContext>;
 const JSON_TYPE = /^application\/json\s*(;\s*charset=utf-8\s*)?$/i;
 const ACCEPTS = new Set(["*/*", "application/json", "application/json; charset=utf-8"]);
 
-/** Whether the request has the one shape the fast path serves (checked before reading the body). */
-export function fastPathEligible(req: IncomingMessage): boolean {
+/**
+ * Whether the request has the one shape the fast path serves (checked before reading the body).
+ * The shape is chosen so that every HTTP-level check of yoga's pipeline is a no-op for it (and
+ * the envelop-level ones, document and read limits, rate limits, masking, run here as there):
+ * no Origin header (the origin check and CORS: server/crosssite.ts), a JSON content type (the
+ * 415 check), and a Content-Length within both this path's bound and the body limit `maxBytes`.
+ */
+export function fastPathEligible(req: IncomingMessage, maxBytes: number): boolean {
   if (req.method !== "POST" || req.url !== "/graphql") return false;
   const h = req.headers;
   if (h.origin !== undefined || h["transfer-encoding"] !== undefined) return false;
   if (!JSON_TYPE.test(h["content-type"] ?? "")) return false;
   if (h.accept !== undefined && !ACCEPTS.has(h.accept.toLowerCase())) return false;
   const length = Number(h["content-length"]);
-  return Number.isInteger(length) && length > 0 && length <= FAST_PATH_MAX_BYTES;
+  return Number.isInteger(length) && length > 0 && length <= Math.min(FAST_PATH_MAX_BYTES, maxBytes);
 }
 
 interface Params {

@@ -17,11 +17,23 @@ import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
-import { createMaskError, useContractErrorCodes } from "./errors.ts";
+import { type CorsOptions, createOriginPolicy, upgradeRefusal, useJsonBodiesOnly, useOriginCheck } from "./crosssite.ts";
+import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, guardSockets } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
+import {
+  type DeepPartial,
+  type RateLimits,
+  createAddressOf,
+  createConnectionCounter,
+  createRateLimiter,
+  rateLimited,
+  rateLimitsWithDefaults,
+  useRateLimits,
+} from "./rate.ts";
+import { DEFAULT_READ_LIMITS, type ReadLimits, useReadBound } from "./readbound.ts";
 import { type Metrics, useMetrics } from "./metrics.ts";
 import { withRequestId } from "./requests.ts";
 
@@ -35,6 +47,23 @@ export interface KoraServerOptions {
   documentLimits?: Partial<DocumentLimits>;
   /** Largest HTTP body or WebSocket message, in bytes. Default: the mutation limit plus 64 KiB. */
   maxMessageBytes?: number;
+  /** Bounds on what one operation may read (server/readbound.ts). */
+  operationLimits?: Partial<ReadLimits>;
+  /**
+   * Browser pages of other origins allowed to call Kora (server/crosssite.ts, docs/security.md).
+   * Default none: same origin only; requests without an Origin header are always served.
+   */
+  cors?: CorsOptions;
+  /**
+   * Rate and resource limits (server/rate.ts); `false` turns the buckets and caps off (for
+   * benchmarks and trusted networks). Default: DEFAULT_RATE_LIMITS.
+   */
+  rateLimits?: DeepPartial<RateLimits> | false;
+  /**
+   * Proxies whose X-Forwarded-For is believed for the client address (addresses, CIDR ranges,
+   * `loopback`, `linklocal`, `uniquelocal`). Default none: the socket's peer is the client.
+   */
+  trustedProxies?: string[];
   /** Extra envelop/yoga plugins, run for every transport. */
   plugins?: Plugin[];
   /**
@@ -60,8 +89,13 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const { gateway, log } = options;
   const documentLimits = { ...DEFAULT_DOCUMENT_LIMITS, ...options.documentLimits };
   const maxMessageBytes = options.maxMessageBytes ?? gateway.limits.maxMutationBytes + 64 * 1024;
-  const maskError = createMaskError(log);
+  const maskError = createMaskError(log, { maxBodyBytes: maxMessageBytes });
   const authenticate = options.authenticate ?? createAuthenticator();
+  const originPolicy = createOriginPolicy(options.cors);
+  const addressOf = createAddressOf(options.trustedProxies);
+  const rateLimiter =
+    options.rateLimits === false ? undefined : createRateLimiter(rateLimitsWithDefaults(options.rateLimits), addressOf);
+  const connections = rateLimiter ? createConnectionCounter(rateLimiter) : undefined;
   let shuttingDown = false;
 
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
@@ -84,6 +118,11 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     renderGraphiQL,
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
     landingPage: false,
+    // Cross-site protection (server/crosssite.ts): CORS headers for allowlisted origins only,
+    // JSON bodies only (multipart off), bodies counted while they stream in.
+    cors: (request) => originPolicy.cors(request),
+    multipart: false,
+    maxRequestBodySize: maxMessageBytes,
     // Liveness: the process serves (whatever the store does); readiness is /readyz.
     healthCheckEndpoint: "/healthz",
     logging: {
@@ -95,8 +134,12 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     },
     plugins: [
       useReadiness({ gateway, shuttingDown: () => shuttingDown }),
+      useOriginCheck(originPolicy),
+      useJsonBodiesOnly("/graphql"),
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
+      ...(rateLimiter && connections ? [useRateLimits(rateLimiter, connections)] : []),
+      useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
       ...(options.metrics ? [useMetrics(options.metrics)] : []),
       ...(options.plugins ?? []),
     ],
@@ -106,28 +149,27 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const fastPath = (options.plugins ?? []).length === 0;
 
   const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
-    const length = Number(req.headers["content-length"] ?? 0);
-    if (length > maxMessageBytes) {
-      res.writeHead(413, { "content-type": "application/json" });
-      res.end(
-        JSON.stringify({
-          errors: [
-            {
-              message: `request body is ${length} bytes; at most ${maxMessageBytes} are accepted`,
-              extensions: { code: "PAYLOAD_TOO_LARGE" },
-            },
-          ],
-        }),
-      );
-      req.resume();
-      return;
-    }
-    if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
+    if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
     else void yoga(req, res);
   }));
   options.metrics?.observeServer(httpServer);
 
-  const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
+  const wsServer = new WebSocketServer({
+    server: httpServer,
+    path: "/graphql",
+    maxPayload: maxMessageBytes,
+    // The upgrade is the one request yoga never sees: the same origin allowlist, and the cap on
+    // connections per address, are checked here.
+    verifyClient: ({ req }, done) => {
+      const refusal = upgradeRefusal(originPolicy, req);
+      // ws sends the message as the body, text/html unless told: it may quote the Origin.
+      const plain = { "content-type": "text/plain; charset=utf-8" };
+      if (refusal !== undefined) return done(false, 403, refusal, plain);
+      const full = connections?.admit(req, req.socket);
+      if (full !== undefined) return done(false, 429, full, { ...plain, "retry-after": "1" });
+      done(true);
+    },
+  });
   // Before useServer's own listener: a socket is guarded from its first message on.
   const stopKeepAlive = guardSockets(wsServer, { ...options.keepAlive, log });
   const wsHandle = useServer<Record<string, unknown>>(
@@ -152,10 +194,19 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
         return true;
       },
       // Errors that end a subscription (an expired token) get the same codes as everywhere else.
-      onError: (_ctx, _id, _payload, errors) => errors.map((e) => maskError(e)),
+      onError: (_ctx, _id, _payload, errors) => errors.map((e) => forSocket(maskError(e))),
+      // Results carry yoga's HTTP status hints in `extensions.http`, meaningless on a socket.
+      onNext: (_ctx, _id, _payload, _args, result) =>
+        result.errors?.length ? { ...result, errors: result.errors.map((e) => forSocket(e as GraphQLError)) } : result,
       onSubscribe: async (ctx, _id, params) => {
         const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
         if (extra.koraAuthError) return [maskError(extra.koraAuthError)];
+        // The operation being subscribed already holds its slot in ctx.subscriptions.
+        const max = rateLimiter?.limits.maxSubscriptionsPerConnection;
+        if (max !== undefined && Object.keys(ctx.subscriptions).length > max) {
+          const message = `this connection already has ${max} operations active; at most ${max} are accepted (rateLimits.maxSubscriptionsPerConnection): end one, or open another connection`;
+          return [forSocket(rateLimited(message, 1000))];
+        }
         const enveloped = yoga.getEnveloped({
           ...ctx,
           req: ctx.extra.request,
@@ -167,10 +218,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
         try {
           document = enveloped.parse(params.query);
         } catch (error) {
-          return [maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error)))];
+          return [forSocket(maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error))))];
         }
         const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors.map((e: GraphQLError) => maskError(e));
+        if (errors.length > 0) return errors.map((e: GraphQLError) => forSocket(maskError(e)));
         const args: ExecutionArgs = {
           schema: enveloped.schema,
           operationName: params.operationName ?? null,

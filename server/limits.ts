@@ -1,9 +1,17 @@
 /**
  * Limits on GraphQL documents, applied before any resolver runs: size in bytes, nesting of
  * brackets (selection sets and literal values: graphql-js parses recursively, so unbounded
- * nesting would exhaust the stack), token count, and selection depth.
+ * nesting would exhaust the stack), and, from graphql-armor, tokens, selection depth (through
+ * fragment spreads), aliases, directives and an estimated cost. What an operation may READ is
+ * bounded separately (server/readbound.ts): a few aliases of a large subtree pass every
+ * document limit. docs/security.md has the reasoning.
  */
-import { GraphQLError, type ValidationRule } from "graphql";
+import { costLimitRule } from "@escape.tech/graphql-armor-cost-limit";
+import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
+import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
+import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
+import { MaxTokensParserWLexer } from "@escape.tech/graphql-armor-max-tokens";
+import { type DocumentNode, GraphQLError, type ValidationContext, type ValidationRule, validate } from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 export interface DocumentLimits {
@@ -13,8 +21,17 @@ export interface DocumentLimits {
   maxNesting: number;
   /** Most tokens the parser reads. Default 20,000. */
   maxTokens: number;
-  /** Deepest selection set. Default 16 (Kora's own operations need 2). */
+  /**
+   * Deepest selection, counted through fragment spreads and introspection alike. Default 16
+   * (Kora's own operations need 2, GraphiQL's introspection query 13).
+   */
   maxDepth: number;
+  /** Most aliases in an operation, fragments included. Default 100. */
+  maxAliases: number;
+  /** Most directives in an operation. Default 50. */
+  maxDirectives: number;
+  /** Highest estimated cost (graphql-armor's: 1 per scalar field, 2 per object, x1.5 per level). Default 5000. */
+  maxCost: number;
 }
 
 export const DEFAULT_DOCUMENT_LIMITS: DocumentLimits = {
@@ -22,6 +39,9 @@ export const DEFAULT_DOCUMENT_LIMITS: DocumentLimits = {
   maxNesting: 64,
   maxTokens: 20_000,
   maxDepth: 16,
+  maxAliases: 100,
+  maxDirectives: 50,
+  maxCost: 5000,
 };
 
 function nesting(source: string): number {
@@ -44,33 +64,31 @@ function nesting(source: string): number {
   return max;
 }
 
-function depthRule(maxDepth: number): ValidationRule {
-  return (context) => {
-    let depth = 0;
-    return {
-      SelectionSet: {
-        enter(node) {
-          depth++;
-          if (depth > maxDepth) {
-            context.reportError(
-              new GraphQLError(`document selections nest ${depth} levels deep; at most ${maxDepth} are accepted`, {
-                nodes: [node],
-                extensions: { code: "BAD_USER_INPUT" },
-              }),
-            );
-          }
-        },
-        leave() {
-          depth--;
-        },
-      },
-    };
+/** graphql-armor reports "Syntax Error: …" for every limit; these are limits, so say so. */
+function limitError(limit: string) {
+  return (context: ValidationContext | null, error: GraphQLError) => {
+    const message = `${error.message.replace(/^Syntax Error: /, "")} (documentLimits.${limit})`;
+    const refusal = new GraphQLError(message, { extensions: { code: "BAD_USER_INPUT" } });
+    if (context === null) throw refusal; // the token count, while parsing
+    context.reportError(refusal);
   };
 }
 
+function armorRules(limits: DocumentLimits): ValidationRule[] {
+  const common = { propagateOnRejection: false, exposeLimits: true } as const;
+  return [
+    // Introspection is counted too: the depth attack through fragments uses `__schema { … ofType }`.
+    maxDepthRule({ ...common, n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: false, onReject: [limitError("maxDepth")] }),
+    maxAliasesRule({ ...common, n: limits.maxAliases, onReject: [limitError("maxAliases")] }),
+    maxDirectivesRule({ ...common, n: limits.maxDirectives, onReject: [limitError("maxDirectives")] }),
+    costLimitRule({ ...common, maxCost: limits.maxCost, onReject: [limitError("maxCost")] }),
+  ] as unknown as ValidationRule[];
+}
+
 export function useDocumentLimits(limits: DocumentLimits): Plugin {
+  const rules = armorRules(limits);
   return {
-    onParse({ setParseFn, parseFn }) {
+    onParse({ setParseFn }) {
       setParseFn((source, options) => {
         const text = typeof source === "string" ? source : source.body;
         const bytes = Buffer.byteLength(text);
@@ -85,11 +103,19 @@ export function useDocumentLimits(limits: DocumentLimits): Plugin {
             extensions: { code: "BAD_USER_INPUT" },
           });
         }
-        return parseFn(source, { ...options, maxTokens: limits.maxTokens });
+        const parser = new MaxTokensParserWLexer(source, {
+          ...options,
+          n: limits.maxTokens,
+          onReject: [limitError("maxTokens") as never],
+        });
+        return parser.parseDocument() as DocumentNode;
       });
     },
-    onValidate({ addValidationRule }) {
-      addValidationRule(depthRule(limits.maxDepth));
+    // The limits run alone, before graphql-js' own rules: those are what an oversized document
+    // makes expensive (OverlappingFieldsCanBeMerged compares every pair of 1,900 aliases).
+    onValidate({ params, setResult }) {
+      const errors = validate(params.schema, params.documentAST, rules);
+      if (errors.length > 0) setResult(errors);
     },
   };
 }

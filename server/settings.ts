@@ -62,6 +62,16 @@ const TIMEOUT_ENV: Record<string, keyof Timeouts> = {
   KORA_IDLE_IN_TRANSACTION_TIMEOUT_MS: "idleInTransactionMs",
 };
 const stringOrList = { anyOf: [{ type: "string" }, { type: "array", items: { type: "string" } }] } as const;
+const budget = {
+  type: "object",
+  additionalProperties: false,
+  properties: { perSecond: { type: "number", exclusiveMinimum: 0 }, burst: positiveInt },
+} as const;
+const budgets = {
+  type: "object",
+  additionalProperties: false,
+  properties: { writes: budget, reads: budget, subscriptions: budget },
+} as const;
 
 /** The config's shape. Functions (interceptor hooks, `authenticate`) are checked separately. */
 const CONFIG_SCHEMA = {
@@ -98,8 +108,47 @@ const CONFIG_SCHEMA = {
     documentLimits: {
       type: "object",
       additionalProperties: false,
-      properties: { maxBytes: positiveInt, maxNesting: positiveInt, maxTokens: positiveInt, maxDepth: positiveInt },
+      properties: {
+        maxBytes: positiveInt,
+        maxNesting: positiveInt,
+        maxTokens: positiveInt,
+        maxDepth: positiveInt,
+        maxAliases: { type: "integer", minimum: 0 },
+        maxDirectives: { type: "integer", minimum: 0 },
+        maxCost: positiveInt,
+      },
     },
+    operationLimits: {
+      type: "object",
+      additionalProperties: false,
+      properties: { maxReadLeaves: positiveInt, maxReadBytes: positiveInt },
+    },
+    cors: {
+      type: "object",
+      additionalProperties: false,
+      required: ["origins"],
+      properties: {
+        origins: { type: "array", items: { type: "string", minLength: 1 } },
+        credentials: { type: "boolean" },
+        maxAgeSec: { type: "integer", minimum: 0 },
+      },
+    },
+    rateLimits: {
+      anyOf: [
+        { const: false },
+        {
+          type: "object",
+          additionalProperties: false,
+          properties: {
+            subject: budgets,
+            address: budgets,
+            maxConnectionsPerAddress: positiveInt,
+            maxSubscriptionsPerConnection: positiveInt,
+          },
+        },
+      ],
+    },
+    trustedProxies: { type: "array", items: { type: "string", minLength: 1 } },
     watchBuffer: positiveInt,
     timeouts: {
       type: "object",

@@ -30,7 +30,6 @@ beforeAll(async () => {
     logLevel: "warn",
     build: { outDir: dist },
   });
-  kora = await startTestServer(pgliteTarget);
   web = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     const file = normalize(join(dist, url.pathname === "/" ? "index.html" : url.pathname));
@@ -43,6 +42,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
   origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  // The page's origin is not Kora's: it must be allowed (docs/security.md).
+  kora = await startTestServer(pgliteTarget, { cors: { origins: [origin] } });
   browser = await launchChromium();
 }, 120_000);
 

@@ -51,7 +51,7 @@ describe("config files", () => {
   });
 
   it("accepts every config the repository ships", async () => {
-    for (const file of ["kora.config.ts", "examples/company/kora.config.ts", "examples/company/kora.rules.config.ts", "examples/todo/kora.config.ts"]) {
+    for (const file of ["kora.config.ts", "examples/company/kora.config.ts", "examples/company/kora.rules.config.ts", "examples/todo/kora.config.ts", "examples/offline-todo/kora.config.ts"]) {
       const loaded = await loadConfig(file);
       expect(loaded.file).toContain(file);
     }

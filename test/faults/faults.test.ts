@@ -59,7 +59,8 @@ describe.skipIf(!bin && process.env.KORA_REQUIRE_PG !== "1")("a gateway outlives
     configFile = join(dir, "kora.config.mjs");
     // Keep-alive is tested on its own (test/e2e.keepalive.test.ts); here a paused watcher must
     // meet the overflow path, which needs more time than the default ping allows.
-    writeFileSync(configFile, "export default { rules: false, timeouts: { wsPingMs: 120000 } };\n");
+    // Rate limits (on by default) are off: every writer here is 127.0.0.1 (docs/security.md).
+    writeFileSync(configFile, "export default { rules: false, rateLimits: false, timeouts: { wsPingMs: 120000 } };\n");
     gateways.push(await start());
     gateways.push(await start());
   }, 180_000);

@@ -1,4 +1,8 @@
-/** Starts a real Kora server on port 0 over a store target, and talks to it over HTTP. */
+/**
+ * Starts a real Kora server on port 0 over a store target, and talks to it over HTTP. Rate limits
+ * are off unless a test passes `rateLimits` (every suite's clients share the address 127.0.0.1;
+ * test/security.rate.test.ts covers the limits, including that they are on by default).
+ */
 import { silentLogger } from "../../core/gateway.ts";
 import { type RunningKora, type StartOptions, startKora } from "../../server/index.ts";
 import type { StoreTarget } from "./db.ts";
@@ -23,6 +27,7 @@ export async function startTestServer(
     port: 0,
     host: "127.0.0.1",
     retention: { intervalMs: 0 },
+    rateLimits: false,
     ...options,
   });
   return {
