@@ -18,6 +18,7 @@ import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { applyKeepAlive } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -30,6 +31,11 @@ export interface KoraServerOptions {
   documentLimits?: Partial<DocumentLimits>;
   /** Largest HTTP body or WebSocket message, in bytes. Default: the mutation limit plus 64 KiB. */
   maxMessageBytes?: number;
+  /**
+   * How long an idle keep-alive HTTP socket stays open, ms; the headers timeout is 1 s more.
+   * Default 65,000: longer than the idle time of the proxies and clients in front (server/keepalive.ts).
+   */
+  keepAliveTimeoutMs?: number;
   /** Extra envelop/yoga plugins, run for every transport. */
   plugins?: Plugin[];
   /**
@@ -112,6 +118,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     if (fastPath && fastPathEligible(req)) serveFast(yoga, req, res);
     else void yoga(req, res);
   });
+
+  applyKeepAlive(httpServer, options.keepAliveTimeoutMs);
 
   const wsServer = new WebSocketServer({ server: httpServer, path: "/graphql", maxPayload: maxMessageBytes });
   const wsHandle = useServer<Record<string, unknown>>(
