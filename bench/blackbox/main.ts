@@ -7,10 +7,10 @@
  */
 import { type ChildProcess, fork, spawn } from "node:child_process";
 import { once } from "node:events";
-import { mkdirSync, rmSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import pg from "pg";
 import { encodePath, upperBound } from "../../core/store/encoding.ts";
-import { cpuMeter, machine, machineBusyMs, peakRss, processTree, usage } from "./proc.ts";
+import { commandOf, cpuMeter, machine, machineBusyMs, peakRss, processTree, usage } from "./proc.ts";
 import type { Command, Outcome } from "./worker.ts";
 
 /**
@@ -88,6 +88,8 @@ class Worker {
 }
 
 interface Server {
+  /** performance.now() when the process was spawned. */
+  spawnedAt: number;
   url: string;
   wsUrl: string;
   pid: number;
@@ -138,6 +140,18 @@ async function stopGroup(child: ChildProcess): Promise<void> {
   clearTimeout(timer);
 }
 
+/**
+ * The server command with `--cpu-prof` (Node refuses it in NODE_OPTIONS): `tsx X` becomes
+ * `node --cpu-prof --import tsx X` (the same loader, in one process), `node X` gets the flags.
+ */
+function profiled(command: string[], dir: string): string[] {
+  const flags = ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+  const [first = "", ...rest] = command;
+  if (first.endsWith("tsx")) return [process.execPath, ...flags, "--import", "tsx", ...rest];
+  if (first === "node" || first === process.execPath) return [first, ...flags, ...rest];
+  throw new Error(`--profile needs a server command that starts with node or tsx, not ${first}`);
+}
+
 async function startKora(options: { db: string; schema: string; app: string; profileDir?: string }): Promise<Server> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -149,13 +163,16 @@ async function startKora(options: { db: string; schema: string; app: string; pro
     LOG_LEVEL: "warn",
     PGAPPNAME: `${options.app}-server`,
   };
+  let command = SERVER_COMMAND.split(" ");
   if (options.profileDir) {
     mkdirSync(options.profileDir, { recursive: true });
-    env.NODE_OPTIONS = `${process.env.NODE_OPTIONS ?? ""} --cpu-prof --cpu-prof-dir=${options.profileDir}`.trim();
+    command = profiled(command, options.profileDir);
   }
-  const { child, match, ms } = await startProcess(SERVER_COMMAND.split(" "), env, /GraphiQL at (http:\/\/\S+)/);
+  const spawnedAt = performance.now();
+  const { child, match, ms } = await startProcess(command, env, /GraphiQL at (http:\/\/\S+)/);
   const url = match[1] as string;
   return {
+    spawnedAt,
     url,
     wsUrl: url.replace(/^http/, "ws"),
     pid: child.pid as number,
@@ -233,36 +250,43 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     });
     console.log(`  ${figure}: raw ${raw === undefined ? "-" : auto(raw)}, Kora ${auto(koraValue)}`);
   };
+  const profiling = new Map<Server, { dir: string; fromMs: number }>();
   const server = async (phase: string): Promise<Server> => {
     if (profile) {
       const dir = `${profileRoot}${phase}`;
       rmSync(dir, { recursive: true, force: true });
-      return startKora({ db, schema, app, profileDir: dir });
+      const s = await startKora({ db, schema, app, profileDir: dir });
+      // The profile covers start-up too (loading modules through tsx): bench/profile.ts keeps
+      // only the phase's window, written beside the profile, measured from the spawn.
+      await new Promise((r) => setTimeout(r, 1000));
+      profiling.set(s, { dir, fromMs: performance.now() - s.spawnedAt });
+      return s;
     }
     kora ??= await startKora({ db, schema, app });
     return kora;
   };
   const done = async (s: Server) => {
-    if (profile) await s.stop();
+    const p = profiling.get(s);
+    if (!p) return;
+    writeFileSync(`${p.dir}/window.json`, JSON.stringify({ fromMs: p.fromMs, toMs: performance.now() - s.spawnedAt }));
+    await s.stop();
   };
 
   try {
     // Start-up: RSS before any connection.
     if (!profile) {
       rawWs = await (async () => {
-        const { child, match } = await startProcess([process.execPath, "--import", "tsx", new URL("./raw-ws-server.ts", import.meta.url).pathname], process.env, /listening (\d+)/);
+        const { child, match } = await startProcess([process.execPath, new URL("./raw-ws-server.mjs", import.meta.url).pathname], process.env, /listening (\d+)/);
         return { child, port: Number(match[1]) };
       })();
       const k = await server("start");
       // Let start-up work (migrations, JIT of the first requests is not here yet) settle: RSS is read once the process is idle.
       await new Promise((r) => setTimeout(r, 1000));
       const koraRss = usage(k.pids()).rssBytes;
-      const koraMain = usage([k.pids().at(-1) as number]).rssBytes;
       const rawRss = usage([rawWs.child.pid as number]).rssBytes;
       row("server RSS before any connection, MiB (Kora: the whole process tree)", rawRss / 2 ** 20, koraRss / 2 ** 20, true);
-      notes.push(
-        `Kora's process tree at start: ${k.pids().length} process(es), ${mib(koraRss)} MiB in all, ${mib(koraMain)} MiB in the server process itself; started in ${fmt(k.startMs)} ms (\`${SERVER_COMMAND}\`).`,
-      );
+      const each = k.pids().map((p) => `${commandOf(p)} ${mib(usage([p]).rssBytes)} MiB`);
+      notes.push(`Kora's process tree at start (\`${SERVER_COMMAND}\`, ready in ${fmt(k.startMs)} ms): ${each.join("; ")}.`);
     }
 
     // 1. Merges from 16 clients: graphql-ws, HTTP; raw: 16 pg connections upserting.

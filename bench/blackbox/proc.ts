@@ -112,3 +112,16 @@ export function cpuMeter(pids: readonly number[]): { stop(pids: readonly number[
     },
   };
 }
+
+/** The first two words of a process's command line, shortened (for the report). */
+export function commandOf(pid: number): string {
+  try {
+    const words = readFileSync(`/proc/${pid}/cmdline`, "utf8").split("\0").filter(Boolean);
+    return words
+      .slice(0, 3)
+      .map((w) => (w.includes("/") ? (w.split("/").at(-1) as string) : w))
+      .join(" ");
+  } catch {
+    return String(pid);
+  }
+}
