@@ -6,7 +6,6 @@
  */
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type ExecutionArgs } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
@@ -18,6 +17,7 @@ import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { renderGraphiQLOnDemand } from "./graphiql.ts";
 import { applyKeepAlive } from "./keepalive.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
@@ -77,7 +77,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     },
     maskedErrors: { maskError: (error) => maskError(error) },
     // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
-    renderGraphiQL,
+    renderGraphiQL: renderGraphiQLOnDemand,
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
     landingPage: false,
     logging: {
