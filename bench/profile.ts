@@ -53,6 +53,18 @@ function ownerOf(url: string, name: string): string {
   return m ? `kora ${m[1]}/` : url;
 }
 
+/** The layer an owner belongs to, for the one-line summary docs/bench.md quotes. */
+function layerOf(owner: string, functionName: string): string {
+  if (owner === "(garbage collector)") return "GC";
+  if (functionName === "writev" || functionName === "writeBuffer" || functionName === "writeUtf8String") return "socket writes (syscalls)";
+  if (/^(graphql|graphql-yoga|@graphql-tools\/.*|@envelop\/.*|@whatwg-node\/.*|@pothos\/core|graphql-scalars|dataloader)$/.test(owner)) return "GraphQL layer (graphql-js, yoga, envelop, whatwg-node)";
+  if (owner === "graphql-ws" || owner === "ws") return "graphql-ws + ws";
+  if (owner.startsWith("pg")) return "pg driver";
+  if (owner.startsWith("kora ")) return "Kora's own code";
+  if (owner === "node:internal") return "Node internals (http, net, streams, timers)";
+  return "other";
+}
+
 function shortUrl(url: string): string {
   const nm = url.lastIndexOf("node_modules/");
   if (nm >= 0) return url.slice(nm + 13);
@@ -77,6 +89,7 @@ for (const target of targets) {
   });
   const fns = new Map<string, number>();
   const owners = new Map<string, number>();
+  const layers = new Map<string, number>();
   let total = 0;
   let idle = 0;
   for (const [id, us] of self) {
@@ -91,11 +104,15 @@ for (const target of targets) {
     fns.set(key, (fns.get(key) ?? 0) + us);
     const owner = ownerOf(url, functionName);
     owners.set(owner, (owners.get(owner) ?? 0) + us);
+    const layer = layerOf(owner, functionName);
+    layers.set(layer, (layers.get(layer) ?? 0) + us);
   }
   const busy = total - idle;
   const pct = (us: number) => `${((100 * us) / busy).toFixed(1).padStart(5)}%`;
   console.log(`\n## ${target} (${file})${window ? `, window ${(window.fromMs / 1000).toFixed(1)}-${(window.toMs / 1000).toFixed(1)} s after start` : ""}`);
   console.log(`wall ${(total / 1e6).toFixed(1)} s, busy ${(busy / 1e6).toFixed(1)} s (${((100 * busy) / total).toFixed(0)}%), idle ${(idle / 1e6).toFixed(1)} s`);
+  console.log("\nself time by layer (% of busy):");
+  for (const [layer, us] of [...layers].sort((a, b) => b[1] - a[1])) console.log(`  ${pct(us)}  ${layer}`);
   console.log("\nself time by owner (% of busy):");
   for (const [owner, us] of [...owners].sort((a, b) => b[1] - a[1]).slice(0, 15)) console.log(`  ${pct(us)}  ${owner}`);
   console.log(`\ntop ${top} functions by self time (% of busy):`);
