@@ -19,6 +19,7 @@ import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { renderGraphiQLOnDemand } from "./graphiql.ts";
 import { applyKeepAlive } from "./keepalive.ts";
+import { useWatchFastPath } from "./watchpath.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -60,6 +61,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const maskError = createMaskError(log);
   const authenticate = options.authenticate ?? createAuthenticator();
 
+  // Plain queries skip yoga's HTTP layer (server/fastpath.ts) and plain watches skip per-event
+  // execution (server/watchpath.ts), unless extra plugins may hook what they skip.
+  const fastPath = (options.plugins ?? []).length === 0;
+
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
     graphqlEndpoint: "/graphql",
@@ -87,11 +92,13 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors reaching clients are logged by the mask (unexpected ones, with their id).
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [
+      useContractErrorCodes(),
+      useDocumentLimits(documentLimits),
+      ...(options.plugins ?? []),
+      ...(fastPath ? [useWatchFastPath()] : []),
+    ],
   });
-
-  // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
-  const fastPath = (options.plugins ?? []).length === 0;
 
   const httpServer = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.url === "/healthz" && (req.method === "GET" || req.method === "HEAD")) {
