@@ -82,7 +82,7 @@ function makePlan(document: DocumentNode, operationName: string | null | undefin
     operations.push(d);
   }
   const operation = operationName ? operations.find((o) => o.name?.value === operationName) : operations.length === 1 ? operations[0] : undefined;
-  if (!operation || operation.operation !== "subscription" || operation.directives?.length) return null;
+  if (operation?.operation !== "subscription" || operation.directives?.length) return null;
   const [field, ...more] = operation.selectionSet.selections;
   if (!field || more.length > 0 || field.kind !== Kind.FIELD || field.name.value !== "watch" || field.directives?.length) return null;
   if (!field.selectionSet) return null;
