@@ -435,7 +435,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
   const m = machine();
   const header = [
     `Run ${started.toISOString()}, ${fmt((performance.now() - t0) / 1000)} s, on ${m.cpu} (${m.cores} cores), Node ${process.version}, PostgreSQL ${pgVersion}${quick ? " (quick run)" : ""}${profile ? " (profile run: raw side skipped)" : ""}.`,
-    `Load average (1/5/15 min) at start: ${startLoad}; at end: ${m.load}.`,
+    `Load average (1/5/15 min) at start: ${startLoad}; at end: ${m.load}.${Number(startLoad.split(" ")[0]) > m.cores / 2 ? ` **The machine was busy before the run started (1-min load above ${m.cores / 2}): other work shared its ${m.cores} cores, so treat every figure as noisy.**` : ""}`,
     `Kora: \`${SERVER_COMMAND}\` with NODE_ENV=production on server PostgreSQL (scratch schema ${schema}, dropped at the end); clients in ${workers.length + 1} separate processes over loopback sockets.`,
   ].join("\n");
   const table = ["| figure | raw | Kora | Kora / raw |", "|---|---|---|---|", ...rows.map((r) => `| ${r.figure} | ${r.raw} | ${r.kora} | ${r.ratio} |`)].join("\n");
