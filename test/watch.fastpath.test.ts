@@ -91,7 +91,7 @@ async function collect(server: TestServer, c: Case): Promise<unknown[]> {
   );
   const out: unknown[] = [];
   // The snapshot (or the setup error) before any change, so both servers snapshot the same data.
-  if (!c.resumes) out.push(await queue.next());
+  if (!c.resumes) out.push(await queue.next(60_000));
   return Object.assign(out, { queue });
 }
 
@@ -107,7 +107,7 @@ describe("the watch fast path", () => {
     for (const change of CHANGES) for (const s of servers) await s.kora.gateway.commit(mutationFromInput(change));
     for (const { c, fast: f, ordinary: o } of opened) {
       for (const got of [f, o] as (unknown[] & { queue: EventQueue<unknown> })[]) {
-        while (got.length < c.results) got.push(await got.queue.next());
+        while (got.length < c.results) got.push(await got.queue.next(60_000));
       }
       expect(f.slice(0, c.results), c.what).toEqual(o.slice(0, c.results));
     }
@@ -115,5 +115,5 @@ describe("the watch fast path", () => {
     // The cases saw real events, not only errors.
     const usual = opened[0]?.fast[6] as { data: { watch: { version: string } } } | undefined;
     expect(usual?.data.watch.version).toBe("7");
-  });
+  }, 120_000);
 });
