@@ -1,5 +1,5 @@
 import type { GraphQLResolveInfo, SelectionSetNode } from "graphql";
-import type { WatchEvent } from "../core/watch.ts";
+import type { Watch, WatchEvent } from "../core/watch.ts";
 import { pathArg, versionArg } from "./args.ts";
 import type { KoraContext } from "./context.ts";
 
@@ -8,10 +8,15 @@ export async function subscribeWatch(
   ctx: KoraContext,
   info: GraphQLResolveInfo,
 ): Promise<AsyncIterable<WatchEvent>> {
-  const path = pathArg(args.path, ctx.gateway.limits);
-  const since = versionArg(args.since, path);
   // Keeping a copy of the subtree costs memory per watch: only when a client asks for `value`.
   const trackValue = info.fieldNodes.some((node) => selects(node.selectionSet, "value", info));
+  return openWatch(args, ctx, trackValue);
+}
+
+/** The watch behind a `watch` subscription: arguments checked, authorized as the caller. */
+export function openWatch(args: { path: readonly string[]; since?: string | null }, ctx: KoraContext, trackValue: boolean): Promise<Watch> {
+  const path = pathArg(args.path, ctx.gateway.limits);
+  const since = versionArg(args.since, path);
   return ctx.gateway.watch(path, { since, trackValue }, ctx.caller);
 }
 

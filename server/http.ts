@@ -7,7 +7,6 @@
  */
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type ExecutionArgs } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
@@ -21,7 +20,9 @@ import { type CorsOptions, createOriginPolicy, upgradeRefusal, useJsonBodiesOnly
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
-import { type KeepAliveOptions, guardSockets } from "./keepalive.ts";
+import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
+import { renderGraphiQLOnDemand } from "./graphiql.ts";
+import { useWatchFastPath } from "./watchpath.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 import {
   type DeepPartial,
@@ -64,6 +65,11 @@ export interface KoraServerOptions {
    * `loopback`, `linklocal`, `uniquelocal`). Default none: the socket's peer is the client.
    */
   trustedProxies?: string[];
+  /**
+   * How long an idle keep-alive HTTP socket stays open, ms; the headers timeout is 1 s more.
+   * Default 65,000: longer than the idle time of the proxies and clients in front (server/keepalive.ts).
+   */
+  keepAliveTimeoutMs?: number;
   /** Extra envelop/yoga plugins, run for every transport. */
   plugins?: Plugin[];
   /**
@@ -98,6 +104,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const connections = rateLimiter ? createConnectionCounter(rateLimiter) : undefined;
   let shuttingDown = false;
 
+  // Plain queries skip yoga's HTTP layer (server/fastpath.ts) and plain watches skip per-event
+  // execution (server/watchpath.ts), unless extra plugins may hook what they skip.
+  const fastPath = (options.plugins ?? []).length === 0;
+
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
     graphqlEndpoint: "/graphql",
@@ -115,7 +125,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     },
     maskedErrors: { maskError: (error) => maskError(error) },
     // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
-    renderGraphiQL,
+    renderGraphiQL: renderGraphiQLOnDemand,
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
     landingPage: false,
     // Cross-site protection (server/crosssite.ts): CORS headers for allowlisted origins only,
@@ -142,17 +152,17 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
       ...(options.metrics ? [useMetrics(options.metrics)] : []),
       ...(options.plugins ?? []),
+      ...(fastPath ? [useWatchFastPath()] : []),
     ],
   });
-
-  // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.
-  const fastPath = (options.plugins ?? []).length === 0;
 
   const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
     if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
     else void yoga(req, res);
   }));
   options.metrics?.observeServer(httpServer);
+
+  applyKeepAlive(httpServer, options.keepAliveTimeoutMs);
 
   const wsServer = new WebSocketServer({
     server: httpServer,
