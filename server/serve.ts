@@ -1,0 +1,64 @@
+/**
+ * `kora serve` (what `npm start` runs): serves Kora on PORT (default 4000) with GraphiQL at
+ * /graphql and the console at /console, on the server PostgreSQL named by DATABASE_URL or else
+ * on an embedded PostgreSQL (PGlite) in KORA_DATA_DIR. Environment: PORT, HOST, DATABASE_URL,
+ * KORA_DATA_DIR (default ./.kora), KORA_SCHEMA (default kora), KORA_MAX_MUTATION_BYTES,
+ * LOG_LEVEL (default info), KORA_CONFIG (like --config), KORA_CONSOLE (docs/console.md).
+ */
+import { pino } from "pino";
+import { openStore } from "../core/store/open.ts";
+import { loadConfig, prepareConfig } from "./config.ts";
+import type { EnvSettings } from "./settings.ts";
+
+export async function serve(env: EnvSettings, options: { config?: string | undefined }): Promise<void> {
+  const log = pino({ level: env.logLevel });
+  try {
+    // Environment, config and rules first: a mistake fails start-up before any store opens.
+    // The store's driver loads meanwhile (PGlite's WebAssembly takes a while to compile).
+    const loaded = await loadConfig(options.config ?? env.config);
+    if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
+    const prepared = prepareConfig(loaded, log);
+    const { config } = loaded;
+    const [store, { startKora }] = await Promise.all([
+      openStore({ databaseUrl: env.databaseUrl, dataDir: env.dataDir, schema: env.schema }),
+      import("./index.ts"),
+    ]);
+    const limits = { ...config.limits, ...env.limits };
+    const kora = await startKora({
+      store,
+      log,
+      port: env.port,
+      ...(env.host ? { host: env.host } : {}),
+      limits,
+      interceptors: prepared.interceptors,
+      authenticate: prepared.authenticate,
+      ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
+      ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
+      ...(config.chain ? { chain: config.chain } : {}),
+    });
+    const consoleUrl = kora.url.replace(/\/graphql$/, "/console");
+    log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
+    console.log(`Kora: GraphiQL at ${kora.url}, console at ${consoleUrl} — store: ${store.description}`);
+
+    let stopping = false;
+    const stop = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      log.info({ signal }, "shutting down: finishing in-flight writes");
+      kora.close().then(
+        () => process.exit(0),
+        (error) => {
+          log.error({ err: error }, "shutdown failed");
+          process.exit(1);
+        },
+      );
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  } catch (error) {
+    log.error({ err: error }, "Kora failed to start");
+    // Also in plain words on stderr: a bad rules file names its file, line and pattern here.
+    console.error(`Kora failed to start: ${error instanceof Error ? error.message : String(error)}`);
+    process.exit(1);
+  }
+}
