@@ -150,6 +150,8 @@ export interface Snapshot {
   readonly clock: string | undefined;
   /** The leaves at and under `path` (default the root), in tree order (bytes of keys), in pages. */
   leaves(path?: Path, pageSize?: number): AsyncIterable<LeafRow[]>;
+  /** How many leaves are at and under `path` (default the root): one index-only count. */
+  count(path?: Path): Promise<number>;
   /** Every tombstone, in pages. */
   tombstones(pageSize?: number): AsyncIterable<TombstoneRow[]>;
 }

@@ -180,6 +180,7 @@ interface Case {
   write?: unknown;
   value?: unknown;
   delete?: unknown;
+  mutate?: { merge?: unknown; delete?: unknown };
   expect?: "allow" | "deny";
 }
 
@@ -198,8 +199,12 @@ function requestOf(c: Case, what: string, limits: Limits): SimulationRequest {
       throw new CommandError(`${what}: "${field}": ${(error as Error).message}`);
     }
   };
-  const kinds = ["read", "write", "delete"].filter((k) => c[k as keyof Case] !== undefined);
-  if (kinds.length !== 1) throw new CommandError(`${what}: give exactly one of read, write (with value) or delete`);
+  const kinds = ["read", "write", "delete", "mutate"].filter((k) => c[k as keyof Case] !== undefined);
+  if (kinds.length !== 1) throw new CommandError(`${what}: give exactly one of read, write (with value), delete or mutate`);
+  if (c.mutate !== undefined) {
+    if (typeof c.mutate !== "object" || c.mutate === null) throw new CommandError(`${what}: "mutate" is an object { merge?, delete? }`);
+    return { auth, mutate: c.mutate };
+  }
   if (c.read !== undefined) return { auth, read: path(c.read, "read"), ...(typeof c.limit === "number" ? { limit: c.limit } : {}) };
   if (c.write !== undefined) {
     if (c.value === undefined) throw new CommandError(`${what}: a write needs a value`);

@@ -7,14 +7,16 @@
  */
 import type { Caller, Gateway } from "../core/gateway.ts";
 import { type ErrorCode, KoraError } from "../core/errors.ts";
-import { deleteAt, mergeAt, validatePath } from "../core/tree.ts";
+import { deleteAt, mergeAt, mutationFromInput, validatePath } from "../core/tree.ts";
 import type { Mutation, Node, Path } from "../core/types.ts";
 import { type RuleDecision, traceRuleDecisions } from "../interceptors/rules.ts";
 
 export type SimulationRequest =
   | { auth: Record<string, unknown> | null; read: Path; limit?: number }
   | { auth: Record<string, unknown> | null; write: Path; value: unknown }
-  | { auth: Record<string, unknown> | null; delete: Path };
+  | { auth: Record<string, unknown> | null; delete: Path }
+  /** A whole mutation rooted at [], as the `mutate` field takes it. */
+  | { auth: Record<string, unknown> | null; mutate: { merge?: unknown; delete?: unknown } };
 
 export interface Verdict {
   allowed: boolean;
@@ -71,8 +73,13 @@ async function run(gateway: Gateway, request: SimulationRequest): Promise<Verdic
       decisions.find((d) => samePath(d.path, path)) ?? decisions.find((d) => d.allowed && path.length > d.path.length && samePath(d.path, path.slice(0, d.path.length)));
     return { allowed: true, decisions, decidedBy, value: value ?? null };
   }
-  const target = "write" in request ? request.write : request.delete;
-  const mutation = "write" in request ? mergeAt(validatePath(target, gateway.limits), request.value, gateway.limits) : deleteAt(validatePath(target, gateway.limits), gateway.limits);
+  const target = "write" in request ? request.write : "delete" in request ? request.delete : [];
+  const mutation =
+    "write" in request
+      ? mergeAt(validatePath(target, gateway.limits), request.value, gateway.limits)
+      : "delete" in request
+        ? deleteAt(validatePath(target, gateway.limits), gateway.limits)
+        : mutationFromInput(request.mutate, gateway.limits);
   const pipeline = gateway.pipeline;
   try {
     await gateway.store.commit(async (tx) => {
@@ -92,7 +99,14 @@ async function run(gateway: Gateway, request: SimulationRequest): Promise<Verdic
 
 /** One line for people: the verdict and the rule that decided. */
 export function describeVerdict(request: SimulationRequest, verdict: Verdict): string {
-  const what = "read" in request ? `read ${JSON.stringify(request.read)}` : "write" in request ? `write ${JSON.stringify(request.write)}` : `delete ${JSON.stringify(request.delete)}`;
+  const what =
+    "read" in request
+      ? `read ${JSON.stringify(request.read)}`
+      : "write" in request
+        ? `write ${JSON.stringify(request.write)}`
+        : "delete" in request
+          ? `delete ${JSON.stringify(request.delete)}`
+          : `mutate ${JSON.stringify(request.mutate).slice(0, 200)}`;
   const by = verdict.decidedBy?.rule ? ` by rule ${JSON.stringify(verdict.decidedBy.rule)} (${verdict.decidedBy.kind}: ${verdict.decidedBy.expression})` : "";
   if (verdict.allowed) return `ALLOWED ${what}${by}`;
   return `DENIED ${what} (${verdict.code}): ${verdict.message}`;

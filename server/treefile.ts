@@ -52,7 +52,7 @@ export async function exportTree(
 ): Promise<{ version: Version; leaves: number }> {
   if (!store.snapshot) throw new Error(`the store (${store.description}) cannot take snapshots`);
   return store.snapshot(async (snapshot) => {
-    progress.start(await countLeaves(snapshot.leaves(path)), "leaves");
+    progress.start(await snapshot.count(path), "leaves");
     let leaves = 0;
     /** Keys of the objects open below `path`; `counts[i]`: members written in the i-th open object. */
     const open: string[] = [];
@@ -109,11 +109,6 @@ export async function exportTree(
   });
 }
 
-async function countLeaves(pages: AsyncIterable<LeafRow[]>): Promise<number> {
-  let n = 0;
-  for await (const page of pages) n += page.length;
-  return n;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Import
@@ -150,7 +145,7 @@ const TOKEN_TEXT: Record<number, string> = {
  * mutations of at most `chunkLeaves` leaves. Arrays are leaves: each is assembled whole.
  * Throws `TreeFileError` naming the byte offset, the path and the reason.
  */
-export async function* mutationsFromJson(input: Readable | AsyncIterable<Uint8Array | string>, options: ImportOptions = {}): AsyncGenerator<Mutation> {
+export async function* mutationsFromJson(input: Readable | AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, options: ImportOptions = {}): AsyncGenerator<Mutation> {
   const at = validatePath([...(options.at ?? [])], options.limits);
   const limits = options.limits ?? DEFAULT_LIMITS;
   const chunkLeaves = options.chunkLeaves ?? 2000;
@@ -349,7 +344,7 @@ export async function* mutationsFromJson(input: Readable | AsyncIterable<Uint8Ar
   const drain = function* () {
     while (ready.length > 0) yield ready.shift() as Mutation;
   };
-  for await (const piece of input as AsyncIterable<Uint8Array | string>) {
+  for await (const piece of input as AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>) {
     const bytes = typeof piece === "string" ? Buffer.from(piece) : piece;
     if (done && /\S/.test(Buffer.from(bytes).toString("utf8"))) {
       fail("unexpected data after the end of the JSON document");
@@ -370,7 +365,7 @@ export async function* mutationsFromJson(input: Readable | AsyncIterable<Uint8Ar
 /** Imports a JSON file's value at `at` in one transaction; nothing is written on any error. */
 export async function importTree(
   store: Store,
-  input: Readable | AsyncIterable<Uint8Array | string>,
+  input: Readable | AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>,
   options: ImportOptions = {},
 ): Promise<{ first: Version; last: Version; count: number }> {
   if (!store.commitAll) throw new Error(`the store (${store.description}) cannot import`);
@@ -383,7 +378,7 @@ export async function importTree(
 }
 
 /** Checks a JSON file as an import would, writing nothing. Returns how many leaves it holds. */
-export async function checkTreeFile(input: Readable | AsyncIterable<Uint8Array | string>, options: ImportOptions = {}): Promise<{ leaves: number }> {
+export async function checkTreeFile(input: Readable | AsyncIterable<Uint8Array | string> | Iterable<Uint8Array | string>, options: ImportOptions = {}): Promise<{ leaves: number }> {
   options.progress?.start(options.totalBytes, "bytes");
   let leaves = 0;
   try {
@@ -416,7 +411,7 @@ interface BackupHeader {
 export async function backupStore(store: Store, out: Writable, progress: ProgressSink = noProgress): Promise<{ version: Version; leaves: number; tombstones: number }> {
   if (!store.snapshot) throw new Error(`the store (${store.description}) cannot take snapshots`);
   return store.snapshot(async (snapshot) => {
-    const total = await countLeaves(snapshot.leaves());
+    const total = await snapshot.count();
     progress.start(total, "leaves");
     const header: BackupHeader = {
       kora: "backup",

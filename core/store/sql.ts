@@ -25,7 +25,7 @@ import type { StampEntries, StampQuery } from "../lww.ts";
 import { applyMutation, emptyTree, getNode, inflate, isEmptyMutation, isTree, restrict } from "../tree.ts";
 import type { Change, DeleteTree, Leaf, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
-import { SEP, encodePath, keysBelow, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
+import { ROW_SEP, SEP, encodePath, keysBelow, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
 
 /** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
@@ -876,22 +876,37 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return {
       version,
       clock,
-      async *leaves(path: Path = [], pageSize = 5000) {
+      async *leaves(path: Path = [], pageSize = 20_000) {
         const lo = encodePath(path);
         const hi = upperBound(lo);
         // Keyset pages: each starts after the last path of the one before (an index range scan;
         // OFFSET would rescan everything before it).
         let after = "";
         for (;;) {
-          const rows = await tx.query<{ p: string; v: string; ts: string | null }>(
-            `SELECT path AS p, value::text AS v, ts FROM ${s}.nodes
-               WHERE path >= $1 AND path < $2 AND path > $3 ORDER BY path LIMIT $4`,
+          // A page comes back packed in one row (as reads do, see READ_SQL): a protocol row per
+          // leaf cost PGlite several times the scan itself.
+          const rows = await tx.query<{ n: number; k: string | null; v: string | null; t: string | null }>(
+            `SELECT count(*)::int AS n, string_agg(x.p, chr(2) ORDER BY x.p) AS k, string_agg(x.v, ',' ORDER BY x.p) AS v,
+                    string_agg(coalesce(x.ts, ''), chr(2) ORDER BY x.p) AS t
+               FROM (SELECT path AS p, value::text AS v, ts FROM ${s}.nodes
+                       WHERE path >= $1 AND path < $2 AND path > $3 ORDER BY path LIMIT $4) x`,
             [lo, hi, after, pageSize],
           );
-          if (rows.length > 0) yield rows.map((r) => ({ path: keysBelow(r.p, SEP), value: parseJson<Leaf>(r.v), ts: r.ts }));
-          if (rows.length < pageSize) return;
-          after = (rows[rows.length - 1] as { p: string }).p;
+          const row = rows[0];
+          const n = Number(row?.n ?? 0);
+          if (n === 0 || !row?.k || row.v === null || row.t === null) return;
+          const paths = row.k.split(ROW_SEP);
+          const values = parseJson<Leaf[]>(`[${row.v}]`);
+          const stamps = row.t.split(ROW_SEP);
+          yield paths.map((p, i) => ({ path: keysBelow(p, SEP), value: values[i] as Leaf, ts: stamps[i] || null }));
+          if (n < pageSize) return;
+          after = paths[paths.length - 1] as string;
         }
+      },
+      async count(path: Path = []) {
+        const lo = encodePath(path);
+        const rows = await tx.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${s}.nodes WHERE path >= $1 AND path < $2`, [lo, upperBound(lo)]);
+        return Number(rows[0]?.n ?? 0);
       },
       async *tombstones(pageSize = 5000) {
         let after = "";
