@@ -18,6 +18,7 @@ import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { GRAPHIQL_DEFAULT_QUERY } from "./graphiql.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 
 export interface KoraServerOptions {
@@ -72,7 +73,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     maskedErrors: { maskError: (error) => maskError(error) },
     // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
     renderGraphiQL,
-    graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
+    graphiql: { title: "Kora", subscriptionsProtocol: "SSE", defaultQuery: GRAPHIQL_DEFAULT_QUERY },
     landingPage: false,
     logging: {
       debug: () => {},
