@@ -109,6 +109,8 @@ export interface Outbox {
   fail(id: number, error: string, retryAt: Date | null): Promise<void>;
   /** Tasks, newest first, optionally of one state. */
   list(options?: { state?: OutboxState; limit?: number }): Promise<OutboxTask[]>;
+  /** Runs a failed task once more, now (the console's retry button). False when it is not failed. */
+  retry?(id: number): Promise<boolean>;
   /** When the next pending task falls due, or undefined when none is pending. */
   nextDue(): Promise<Date | undefined>;
 }

@@ -13,6 +13,7 @@ import type { ChainOptions } from "../interceptors/chain.ts";
 import { type RulesEngine, createRulesEngine } from "../interceptors/rules.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, type Authenticator, createAuthenticator } from "./auth.ts";
+import type { ConsoleOptions } from "./console.ts";
 import type { DocumentLimits } from "./limits.ts";
 import { checkConfig } from "./settings.ts";
 
@@ -36,6 +37,8 @@ export interface KoraConfig {
   documentLimits?: Partial<DocumentLimits>;
   /** Most undelivered events per watch before it is resynced with a snapshot. Default 1000. */
   watchBuffer?: number;
+  /** The data console at /console: on in development, off in production unless enabled (docs/console.md). */
+  console?: ConsoleOptions;
   /** Interceptor chain options: cycle bound (`maxRounds`, default 16), effect polling (`effectPollMs`, default 1000). */
   chain?: Omit<ChainOptions, "interceptors" | "limits" | "log">;
 }

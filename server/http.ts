@@ -16,6 +16,7 @@ import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
+import { type ConsoleOptions, useConsole } from "./console.ts";
 import { createMaskError, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { GRAPHIQL_DEFAULT_QUERY } from "./graphiql.ts";
@@ -38,6 +39,8 @@ export interface KoraServerOptions {
    * Default: no token verification; requests without a token are anonymous (`auth = null`).
    */
   authenticate?: Authenticator;
+  /** The data console at /console (server/console.ts, docs/console.md). */
+  console?: ConsoleOptions;
   log: Logger;
 }
 
@@ -82,7 +85,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors reaching clients are logged by the mask (unexpected ones, with their id).
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
-    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), ...(options.plugins ?? [])],
+    plugins: [useContractErrorCodes(), useDocumentLimits(documentLimits), useConsole({ gateway, console: options.console, log }), ...(options.plugins ?? [])],
   });
 
   // Plain queries skip yoga's HTTP layer (server/fastpath.ts), unless extra plugins may hook it.

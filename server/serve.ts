@@ -8,6 +8,7 @@
 import { pino } from "pino";
 import { openStore } from "../core/store/open.ts";
 import { loadConfig, prepareConfig } from "./config.ts";
+import { consoleEnabled } from "./console.ts";
 import type { EnvSettings } from "./settings.ts";
 
 export async function serve(env: EnvSettings, options: { config?: string | undefined }): Promise<void> {
@@ -35,10 +36,11 @@ export async function serve(env: EnvSettings, options: { config?: string | undef
       ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
       ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
       ...(config.chain ? { chain: config.chain } : {}),
+      console: { ...config.console, ...env.console },
     });
-    const consoleUrl = kora.url.replace(/\/graphql$/, "/console");
-    log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
-    console.log(`Kora: GraphiQL at ${kora.url}, console at ${consoleUrl} — store: ${store.description}`);
+    const consoleUrl = consoleEnabled({ ...config.console, ...env.console }) ? kora.url.replace(/\/graphql$/, "/console") : undefined;
+    log.info({ url: kora.url, console: consoleUrl, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
+    console.log(`Kora: GraphiQL at ${kora.url}${consoleUrl ? `, console at ${consoleUrl}` : ""} — store: ${store.description}`);
 
     let stopping = false;
     const stop = (signal: string) => {

@@ -49,6 +49,11 @@ const CONFIG_SCHEMA = {
       properties: { maxBytes: positiveInt, maxNesting: positiveInt, maxTokens: positiveInt, maxDepth: positiveInt },
     },
     watchBuffer: positiveInt,
+    console: {
+      type: "object",
+      additionalProperties: false,
+      properties: { enabled: { type: "boolean" }, adminToken: { type: "string", minLength: 16 } },
+    },
     chain: {
       type: "object",
       additionalProperties: false,
@@ -111,6 +116,8 @@ export interface EnvSettings {
   schema: string;
   limits: Partial<Limits>;
   config: string | undefined;
+  /** KORA_CONSOLE=on|off and KORA_CONSOLE_TOKEN (docs/console.md); override the config's. */
+  console: { enabled?: boolean; adminToken?: string };
 }
 
 /** Parses the environment; throws naming the variable and what it must be. */
@@ -131,6 +138,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
   const logLevel = env.LOG_LEVEL || "info";
   if (!LOG_LEVELS.includes(logLevel)) throw new Error(`LOG_LEVEL=${JSON.stringify(logLevel.slice(0, 40))} must be one of ${LOG_LEVELS.join(", ")}`);
   const maxMutationBytes = int("KORA_MAX_MUTATION_BYTES", 1, 1024 * 1024 * 1024);
+  const consoleSetting = env.KORA_CONSOLE?.trim().toLowerCase();
+  if (consoleSetting && !["on", "off"].includes(consoleSetting)) {
+    throw new Error(`KORA_CONSOLE=${JSON.stringify(consoleSetting.slice(0, 40))} must be on or off`);
+  }
+  const consoleToken = env.KORA_CONSOLE_TOKEN || undefined;
+  if (consoleToken !== undefined && consoleToken.length < 16) throw new Error("KORA_CONSOLE_TOKEN must be at least 16 characters (it is the console's admin credential)");
   return {
     logLevel,
     port: int("PORT", 0, 65535) ?? 4000,
@@ -140,5 +153,9 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
     schema,
     limits: maxMutationBytes === undefined ? {} : { maxMutationBytes },
     config: env.KORA_CONFIG || undefined,
+    console: {
+      ...(consoleSetting ? { enabled: consoleSetting === "on" } : {}),
+      ...(consoleToken ? { adminToken: consoleToken } : {}),
+    },
   };
 }

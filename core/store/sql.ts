@@ -463,6 +463,15 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       );
       return rows.map(toTask);
     },
+    async retry(id) {
+      // One more attempt than it has had, due now; the runner's next poll takes it.
+      const rows = await db.query<{ id: string }>(
+        `UPDATE ${s}.effects SET state = 'pending', next_at = now(), max_attempts = attempts + 1
+           WHERE id = $1 AND state = 'failed' RETURNING id::text`,
+        [id],
+      );
+      return rows.length > 0;
+    },
     async nextDue() {
       const rows = await db.query<{ t: string | null }>(
         `SELECT min(next_at)::text AS t FROM ${s}.effects WHERE state IN ('pending', 'running')`,
