@@ -4,7 +4,7 @@
  * a string where a number belongs or `PORT=80a` fails start-up with a message naming the file or
  * variable and the field, instead of being ignored (a NaN limit would disable the limit).
  */
-import { Ajv, type ErrorObject } from "ajv";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import type { Limits } from "../core/types.ts";
 import type { KoraConfig } from "./config.ts";
 
@@ -62,8 +62,16 @@ const CONFIG_SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validateShape = ajv.compile(CONFIG_SCHEMA);
+// Compiled on first use: every `kora` command reads the environment through this module, and
+// compiling the schema is most of what loading it costs.
+let compiled: ValidateFunction | undefined;
+function validateShape(config: unknown): boolean {
+  compiled ??= new Ajv({ allErrors: true, strict: true }).compile(CONFIG_SCHEMA);
+  const ok = compiled(config);
+  validateShape.errors = compiled.errors;
+  return ok;
+}
+validateShape.errors = undefined as ErrorObject[] | null | undefined;
 
 function describe(e: ErrorObject): string {
   const at = e.instancePath ? e.instancePath.slice(1).replaceAll("/", ".") : "the config";
