@@ -13,7 +13,8 @@ let env: EnvSettings;
 try {
   env = settingsFromEnv();
 } catch (error) {
-  console.error(`kora: ${(error as Error).message}`);
+  // (The words `npm start` users and their scripts already know.)
+  console.error(`Kora failed to start: ${(error as Error).message}`);
   process.exit(1);
 }
 

@@ -125,7 +125,7 @@ export interface EnvSettings {
   limits: Partial<Limits>;
   config: string | undefined;
   /** KORA_CONSOLE=on|off and KORA_CONSOLE_TOKEN (docs/console.md); override the config's. */
-  console: { enabled?: boolean; adminToken?: string };
+  console?: { enabled?: boolean; adminToken?: string };
 }
 
 /** Parses the environment; throws naming the variable and what it must be. */
@@ -161,9 +161,13 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
     schema,
     limits: maxMutationBytes === undefined ? {} : { maxMutationBytes },
     config: env.KORA_CONFIG || undefined,
-    console: {
-      ...(consoleSetting ? { enabled: consoleSetting === "on" } : {}),
-      ...(consoleToken ? { adminToken: consoleToken } : {}),
-    },
+    ...(consoleSetting || consoleToken
+      ? {
+          console: {
+            ...(consoleSetting ? { enabled: consoleSetting === "on" } : {}),
+            ...(consoleToken ? { adminToken: consoleToken } : {}),
+          },
+        }
+      : {}),
   };
 }
