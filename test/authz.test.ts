@@ -14,7 +14,7 @@ import { createAuthenticator } from "../server/auth.ts";
 import { type RunningKora, startKora } from "../server/index.ts";
 import WebSocket from "ws";
 import { pgliteTarget } from "./helpers/db.ts";
-import { type Case, type Who, DELETE, MERGE, MUTATE, PATH, SEED, WATCH, readCases, writeCases } from "./helpers/authz-table.ts";
+import { type Case, type Who, MERGE, SEED, WATCH, readCases, writeCases } from "./helpers/authz-table.ts";
 import { EventQueue } from "./helpers/events.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
