@@ -44,7 +44,8 @@ export async function serve(env: EnvSettings, options: { config?: string | undef
     });
     const consoleUrl = consoleEnabled({ ...config.console, ...env.console }) ? kora.url.replace(/\/graphql$/, "/console") : undefined;
     log.info({ url: kora.url, console: consoleUrl, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
-    console.log(`Kora: GraphiQL at ${kora.url}${consoleUrl ? `, console at ${consoleUrl}` : ""} — store: ${store.description}`);
+    // Each URL is followed by a space: scripts (and tests) take the text up to it.
+    console.log(`Kora: GraphiQL at ${kora.url}${consoleUrl ? ` — console at ${consoleUrl}` : ""} — store: ${store.description}`);
 
     let stopping = false;
     const stop = (signal: string) => {
