@@ -6,7 +6,6 @@
  */
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { renderGraphiQL } from "@graphql-yoga/render-graphiql";
 import { GraphQLError, type ExecutionArgs } from "graphql";
 import { useServer } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
@@ -74,8 +73,9 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       return createContext(gateway, caller);
     },
     maskedErrors: { maskError: (error) => maskError(error) },
-    // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
-    renderGraphiQL,
+    // GraphiQL's page, scripts and styles come from Kora itself: it works offline. Its bundle
+    // loads on the first visit rather than at every start (a start pays for what it serves).
+    renderGraphiQL: async (opts) => (await import("@graphql-yoga/render-graphiql")).renderGraphiQL(opts),
     graphiql: { title: "Kora", subscriptionsProtocol: "SSE", defaultQuery: GRAPHIQL_DEFAULT_QUERY },
     landingPage: false,
     logging: {
