@@ -99,10 +99,11 @@ export function useConsole(options: { gateway: Gateway; console?: ConsoleOptions
       }
       const base = { auth: auth as Record<string, unknown> | null };
       let req: SimulationRequest;
-      if (body.read !== undefined) req = { ...base, read: body.read as string[] };
+      if (body.read !== undefined) req = { ...base, read: body.read as string[], ...(typeof body.limit === "number" ? { limit: body.limit } : {}) };
       else if (body.write !== undefined) req = { ...base, write: body.write as string[], value: body.value };
       else if (body.delete !== undefined) req = { ...base, delete: body.delete as string[] };
-      else return errorResponse(400, "BAD_USER_INPUT", "give one of read, write (with value) or delete, each a path as a list of keys");
+      else if (body.mutate !== null && typeof body.mutate === "object") req = { ...base, mutate: body.mutate as { merge?: unknown; delete?: unknown } };
+      else return errorResponse(400, "BAD_USER_INPUT", "give one of read, write (with value), delete (each a path as a list of keys) or mutate ({ merge, delete })");
       return json(200, await simulate(gateway, req));
     }
     const outbox = gateway.store.outbox;

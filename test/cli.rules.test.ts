@@ -2,7 +2,8 @@
  * The rules simulator (`kora rules test`, server/simulate.ts) gives the verdicts real requests
  * get: the authorization table of test/authz.test.ts is run over HTTP against a server with the
  * todo rules, and through the compiled CLI (one process, `--cases`) against the same seed tree.
- * Also `kora rules check` on good and broken files, and the CLI's single-request form.
+ * The console's simulator (/console/api/simulate) is checked against the same table on the
+ * running server. Also `kora rules check` on good and broken files, and the CLI's single-request form.
  */
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -114,6 +115,23 @@ describe("the rules simulator gives the verdicts of real requests", () => {
     expect(r.code, r.stderr).toBe(0);
     const verdicts = JSON.parse(r.stdout) as { allowed: boolean; code?: string }[];
     expect(verdicts.map((v, i) => [checks[i]?.title, v.allowed, v.code])).toEqual(checks.map((c) => [c.title, c.real.allowed, c.real.code]));
+  });
+
+  it("through the console's simulator, on the running server", async () => {
+    const origin = new URL(kora_.url).origin;
+    const verdicts: [string, boolean, string | undefined][] = [];
+    for (const c of checks) {
+      const { as, ...rest } = c.request;
+      const res = await fetch(`${origin}/console/api/simulate`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ as, ...rest }),
+      });
+      expect(res.status).toBe(200);
+      const v = (await res.json()) as { allowed: boolean; code?: string };
+      verdicts.push([c.title, v.allowed, v.code]);
+    }
+    expect(verdicts).toEqual(checks.map((c) => [c.title, c.real.allowed, c.real.code]));
   });
 
   it("names the rule that decided, and exits 1 on a denial", async () => {
