@@ -27,8 +27,8 @@ describe.runIf(available)("GraphiQL in Chromium", () => {
     const context = await browser.newContext();
     const page = await context.newPage();
     await page.goto(server.url);
-    const editorText = () => page.evaluate(() => document.body.innerText.replace(/\u00a0/g, " "));
-    await page.waitForFunction(() => document.body.innerText.includes("MergeDax"), undefined, { timeout: 30_000 });
+    const editorText = () => page.evaluate(() => (document.body.textContent ?? "").replace(/\u00a0/g, " "));
+    await page.waitForFunction(() => (document.body.textContent ?? "").includes("MergeDax"), undefined, { timeout: 30_000 });
     const text = await editorText();
     expect(text).toContain('merge(path: ["user:info", "dax"]');
     expect(text).toContain("subscription WatchUsers");
