@@ -5,7 +5,7 @@
  */
 import type { Stamp } from "./hlc.ts";
 import type { StampEntries, StampQuery, Tomb } from "./lww.ts";
-import type { Change, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
+import type { Change, Leaf, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
 
 export interface ReadRequest {
   path: Path;
@@ -109,6 +109,8 @@ export interface Outbox {
   fail(id: number, error: string, retryAt: Date | null): Promise<void>;
   /** Tasks, newest first, optionally of one state. */
   list(options?: { state?: OutboxState; limit?: number }): Promise<OutboxTask[]>;
+  /** Runs a failed task once more, now (the console's retry button). False when it is not failed. */
+  retry?(id: number): Promise<boolean>;
   /** When the next pending task falls due, or undefined when none is pending. */
   nextDue(): Promise<Date | undefined>;
 }
@@ -127,6 +129,39 @@ export interface CommitResult extends Change {
   ts?: Stamp | undefined;
   /** True when this is the earlier result of a write id seen before: nothing was committed now. */
   replayed?: boolean | undefined;
+}
+
+/** A leaf as a snapshot streams it: its full path, value and the stamp of the write that set it. */
+export interface LeafRow {
+  path: Path;
+  value: Leaf;
+  ts: string | null;
+}
+
+/** A tombstone (docs/conflicts.md) as a snapshot streams it. */
+export interface TombstoneRow {
+  path: Path;
+  cover: string;
+  shadow: string;
+}
+
+export interface Snapshot {
+  /** The version of the last mutation the snapshot includes. */
+  readonly version: Version;
+  /** The store's clock (greatest stamp recorded), if any. */
+  readonly clock: string | undefined;
+  /** The leaves at and under `path` (default the root), in tree order (bytes of keys), in pages. */
+  leaves(path?: Path, pageSize?: number): AsyncIterable<LeafRow[]>;
+  /** How many leaves are at and under `path` (default the root): one index-only count. */
+  count(path?: Path): Promise<number>;
+  /** Every tombstone, in pages. */
+  tombstones(pageSize?: number): AsyncIterable<TombstoneRow[]>;
+}
+
+/** One page of a restore: leaves and tombstones, either possibly empty. */
+export interface RestorePage {
+  leaves: LeafRow[];
+  tombstones: TombstoneRow[];
 }
 
 /** Tells listeners that the change log has grown to (at least) a version. Carries no data. */
@@ -186,6 +221,24 @@ export interface Store {
   health(): StoreHealth;
   /** The store's connections now (metrics; absent on stores without a pool). */
   stats?(): StoreStats;
+  /**
+   * Runs `fn` on one consistent snapshot of the whole store (backups, exports): every page it
+   * reads comes from the same moment, at `version`, however long it takes and whatever commits
+   * meanwhile. Pages are read on demand, so a tree larger than memory streams through.
+   */
+  snapshot?<T>(fn: (snapshot: Snapshot) => Promise<T>): Promise<T>;
+  /**
+   * Commits `mutations` in order as consecutive versions in ONE transaction (imports): all of
+   * them or, on any failure, none. They are written as given: no builder, no interceptor.
+   * Writers elsewhere wait for the version lock until it ends. Returns the versions given.
+   */
+  commitAll?(mutations: AsyncIterable<Mutation>): Promise<{ first: Version; last: Version; count: number }>;
+  /**
+   * Loads a snapshot (a backup) into an EMPTY store, in one transaction: its leaves with their
+   * stamps, its tombstones, its clock, and the counter set to its version. Throws CONFLICT when
+   * the store already holds data or versions; writes nothing on any failure.
+   */
+  restore?(header: { version: Version; clock: string | undefined }, pages: AsyncIterable<RestorePage>): Promise<void>;
   /** Waits for in-flight commits, then releases connections. */
   close(): Promise<void>;
 }

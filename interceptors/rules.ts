@@ -4,6 +4,7 @@
  * and `denormalize` markup. It is an ordinary interceptor built on the public API; docs/rules.md
  * is the reference for the file format and the semantics.
  */
+import { AsyncLocalStorage } from "node:async_hooks";
 import { type FSWatcher, readFileSync, watch } from "node:fs";
 import { basename, dirname, resolve as resolvePath } from "node:path";
 import { Environment } from "@marcbachmann/cel-js";
@@ -235,6 +236,30 @@ function holds(expr: Expr, ctx: Record<string, unknown>): boolean {
   }
 }
 
+/** Which rule decided a read or write check at one path (the rules simulator shows these). */
+export interface RuleDecision {
+  kind: "read" | "write";
+  path: Path;
+  allowed: boolean;
+  /** The rule's key as written in the file, when a rule granted. */
+  rule?: string;
+  /** The CEL expression that granted. */
+  expression?: string;
+}
+
+// Decisions are recorded only inside `traceRuleDecisions`: the simulator runs the very checks a
+// request runs and reads them here, so its verdicts cannot drift from the real ones.
+const tracing = new AsyncLocalStorage<RuleDecision[]>();
+function record(decision: RuleDecision): void {
+  tracing.getStore()?.push(decision);
+}
+
+/** Runs `fn`, collecting the decisions every rules engine takes for it (in its async context). */
+export async function traceRuleDecisions<T>(fn: () => Promise<T>, into: RuleDecision[] = []): Promise<{ result: T; decisions: RuleDecision[] }> {
+  const result = await tracing.run(into, fn);
+  return { result, decisions: into };
+}
+
 export interface RulesEngineOptions {
   /** The rules file (YAML or JSON). */
   file: string;
@@ -289,13 +314,18 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
         const captures = matchPath(rule.pattern, args.path);
         if (captures) {
           const data = rule.read.usesData ? ((await args.data()) ?? null) : null;
-          if (holds(rule.read, ctxFor(captures, args.auth, args.now, { data }))) return true;
+          if (holds(rule.read, ctxFor(captures, args.auth, args.now, { data }))) {
+            record({ kind: "read", path: args.path, allowed: true, rule: rule.source, expression: rule.read.source });
+            return true;
+          }
         }
       }
       if (!anyBelow && rule.read && canMatchBelow(rule.pattern, args.path)) anyBelow = true;
     }
     // Nothing grants here: deeper rules may still grant parts, unless there is nothing deeper.
-    return anyBelow && !args.leaf ? undefined : false;
+    if (anyBelow && !args.leaf) return undefined;
+    record({ kind: "read", path: args.path, allowed: false });
+    return false;
   }
 
   async function beforeMutation(args: MutationHookArgs): Promise<{ merge: unknown; delete: unknown } | undefined> {
@@ -375,11 +405,15 @@ export function createRulesEngine(options: RulesEngineOptions): RulesEngine {
         const extra: Record<string, unknown> = {};
         if (rule.write.usesNewData) extra.newData = (await args.newData(path)) ?? null;
         if (rule.write.usesData) extra.data = (await args.data(path)) ?? null;
-        if (holds(rule.write, ctxFor(captures, args.auth, args.now, extra))) return;
+        if (holds(rule.write, ctxFor(captures, args.auth, args.now, extra))) {
+          record({ kind: "write", path, allowed: true, rule: rule.source, expression: rule.write.source });
+          return;
+        }
       }
       const mergeTree = isTree(merge) ? merge : undefined;
       const delTree = isTree(del) ? (del as Record<string, unknown>) : undefined;
       if (del === true || (merge !== undefined && !mergeTree)) {
+        record({ kind: "write", path, allowed: false });
         throw new KoraError("FORBIDDEN", `writing ${showPath(path)} is not allowed by the rules (${ruleset.file}); no write rule at or above it grants it`, {
           path,
         });

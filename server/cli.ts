@@ -1,89 +1,111 @@
 #!/usr/bin/env node
 /**
- * `npm start`: serves Kora on PORT (default 4000) with GraphiQL at /graphql, on the server
- * PostgreSQL named by DATABASE_URL or else on an embedded PostgreSQL (PGlite) in KORA_DATA_DIR.
- * Environment: PORT, HOST, DATABASE_URL, KORA_DATA_DIR (default ./.kora), KORA_SCHEMA (default
- * kora), KORA_MAX_MUTATION_BYTES, LOG_LEVEL (default info), KORA_CONFIG (like --config).
- * Options: `--config PATH` loads that config file instead of ./kora.config.ts (server/config.ts).
+ * The `kora` command (docs/cli.md): `serve` (the default, what `npm start` runs), `export`,
+ * `import`, `backup`, `restore`, `rules check` and `rules test`. Every subcommand is imported only
+ * when it runs, so a command (or a mistake) does not pay for the server's modules.
+ * The store comes from the environment as for `serve`: DATABASE_URL, else PGlite in KORA_DATA_DIR;
+ * KORA_SCHEMA names the schema.
  */
-import { parseArgs } from "node:util";
-import { pino } from "pino";
-import { createStoreFromEnv } from "../core/store/index.ts";
-import { loadConfig, prepareConfig } from "./config.ts";
-import { startKora } from "./index.ts";
-import { type EnvSettings, settingsFromEnv, splitTimeouts } from "./settings.ts";
+import { Command, Option } from "commander";
+import { type EnvSettings, settingsFromEnv } from "./settings.ts";
 
 let env: EnvSettings;
 try {
   env = settingsFromEnv();
 } catch (error) {
+  // (The words `npm start` users and their scripts already know.)
   console.error(`Kora failed to start: ${(error as Error).message}`);
   process.exit(1);
 }
-const log = pino({ level: env.logLevel });
-// Last line of defence: no known path leaves a rejection unhandled (the fault suite checks that
-// this line is never logged), but a gateway that stops serving over one would lose every watch.
-process.on("unhandledRejection", (reason) => log.error({ err: reason }, "BUG: unhandled rejection; the process keeps serving"));
 
-async function main(): Promise<void> {
-  const { values: args } = parseArgs({ options: { config: { type: "string" } }, allowPositionals: false });
-  // Environment (above), config and rules first: a mistake fails start-up before any store opens.
-  const loaded = await loadConfig(args.config ?? env.config);
-  if (loaded.file) log.info({ file: loaded.file }, `config loaded from ${loaded.file}`);
-  const prepared = prepareConfig(loaded, log);
-  const { config } = loaded;
-  const timeouts = splitTimeouts({ ...config.timeouts, ...env.timeouts });
-  const store = await createStoreFromEnv({
-    databaseUrl: env.databaseUrl,
-    dataDir: env.dataDir,
-    schema: env.schema,
-    timeouts: timeouts.store,
-    feed: timeouts.feed,
-    // A lost connection is retried by the store itself; the log says what happened.
-    onError: (error) => log.warn({ err: error }, `store connection failed: ${error instanceof Error ? error.message : String(error)}`),
+const program = new Command("kora")
+  .description("Kora: a programmable realtime JSON tree on PostgreSQL, served over GraphQL")
+  .showHelpAfterError()
+  .configureOutput({ outputError: (text, write) => write(`kora: ${text.replace(/^error: /, "")}`) });
+
+program
+  .command("serve", { isDefault: true })
+  .description("serve GraphQL (HTTP, SSE, WebSocket), GraphiQL and the console (the default command)")
+  .option("--config <file>", "config file (default ./kora.config.ts, or KORA_CONFIG)")
+  .action(async (options: { config?: string }) => {
+    const { serve } = await import("./serve.ts");
+    await serve(env, options);
   });
-  const limits = { ...config.limits, ...env.limits };
-  const kora = await startKora({
-    store,
-    log,
-    port: env.port,
-    ...(env.host ? { host: env.host } : {}),
-    limits,
-    interceptors: prepared.interceptors,
-    authenticate: prepared.authenticate,
-    ...(config.documentLimits ? { documentLimits: config.documentLimits } : {}),
-    ...(config.operationLimits ? { operationLimits: config.operationLimits } : {}),
-    ...(config.cors ? { cors: config.cors } : {}),
-    ...(config.rateLimits !== undefined ? { rateLimits: config.rateLimits } : {}),
-    ...(config.trustedProxies ? { trustedProxies: config.trustedProxies } : {}),
-    ...(config.watchBuffer !== undefined ? { watchBuffer: config.watchBuffer } : {}),
-    ...(config.chain ? { chain: config.chain } : {}),
-    ...(timeouts.requestTimeoutMs !== undefined ? { requestTimeoutMs: timeouts.requestTimeoutMs } : {}),
-    keepAlive: { ...timeouts.keepAlive, ...(config.socketBufferBytes ? { maxBufferedBytes: config.socketBufferBytes } : {}) },
+
+const quiet = () => new Option("-q, --quiet", "no progress output");
+
+program
+  .command("export")
+  .description("write the subtree at PATH (default the whole tree) as JSON, from one consistent snapshot")
+  .argument("[path]", 'the path as a JSON array, e.g. \'["user:info"]\'', "[]")
+  .option("-o, --out <file>", "write to this file instead of stdout")
+  .addOption(quiet())
+  .action(async (path: string, options: { out?: string; quiet?: boolean }) => {
+    const { exportCommand } = await import("./commands.ts");
+    await exportCommand(env, path, options);
   });
-  log.info({ url: kora.url, store: store.description }, `Kora is serving ${kora.url} (GraphiQL) on ${store.description}`);
-  console.log(`Kora: GraphiQL at ${kora.url} — store: ${store.description}`);
 
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "shutting down: finishing in-flight writes");
-    kora.close().then(
-      () => process.exit(0),
-      (error) => {
-        log.error({ err: error }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
-}
+program
+  .command("import")
+  .description("merge a JSON file into the tree (at --at), all of it in one transaction or nothing")
+  .argument("<file>", "a JSON file, or - for stdin")
+  .option("--at <path>", "where to merge it, as a JSON array", "[]")
+  .option("--dry-run", "check the file (JSON, keys, depth, no null) without writing")
+  .addOption(quiet())
+  .action(async (file: string, options: { at: string; dryRun?: boolean; quiet?: boolean }) => {
+    const { importCommand } = await import("./commands.ts");
+    await importCommand(env, file, options);
+  });
 
-main().catch((error) => {
-  log.error({ err: error }, "Kora failed to start");
-  // Also in plain words on stderr: a bad rules file names its file, line and pattern here.
-  console.error(`Kora failed to start: ${error instanceof Error ? error.message : String(error)}`);
+program
+  .command("backup")
+  .description("write a consistent snapshot of the store (leaves, stamps, tombstones) with its version")
+  .option("-o, --out <file>", "write to this file instead of stdout")
+  .addOption(quiet())
+  .action(async (options: { out?: string; quiet?: boolean }) => {
+    const { backupCommand } = await import("./commands.ts");
+    await backupCommand(env, options);
+  });
+
+program
+  .command("restore")
+  .description("load a backup into an empty store, at the backup's version")
+  .argument("<file>", "a file written by kora backup, or - for stdin")
+  .addOption(quiet())
+  .action(async (file: string, options: { quiet?: boolean }) => {
+    const { restoreCommand } = await import("./commands.ts");
+    await restoreCommand(env, file, options);
+  });
+
+const rules = program.command("rules").description("check rules files and simulate requests against them");
+
+rules
+  .command("check")
+  .description("load a rules file and report its first mistake (file, line, column, pattern)")
+  .argument("<file>", "a rules file (YAML or JSON)")
+  .action(async (file: string) => {
+    const { rulesCheckCommand } = await import("./commands.ts");
+    await rulesCheckCommand(file);
+  });
+
+rules
+  .command("test")
+  .description("may a caller with these claims read or write here? Runs the real pipeline; nothing is written")
+  .argument("<file>", "the rules file")
+  .option("--as <claims>", "the caller's token claims as JSON, or null for anonymous", "null")
+  .option("--read <path>", "simulate a read of this path (JSON array)")
+  .option("--write <path-and-value...>", "simulate a merge: PATH VALUE (both JSON)")
+  .option("--delete <path>", "simulate a delete of this path (JSON array)")
+  .option("--cases <file>", "a JSON list of cases ({as, read | write+value | delete, expect?: allow|deny}) run in one go")
+  .option("--tree <file>", "run against an in-memory store holding this JSON tree instead of the configured store")
+  .option("--config <file>", "config whose interceptors run too (default ./kora.config.ts, or KORA_CONFIG)")
+  .option("--json", "print verdicts as JSON")
+  .action(async (file: string, options: Record<string, unknown>) => {
+    const { rulesTestCommand } = await import("./commands.ts");
+    await rulesTestCommand(env, file, options);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  console.error(`kora: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 });

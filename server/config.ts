@@ -14,6 +14,7 @@ import { type RulesEngine, createRulesEngine } from "../interceptors/rules.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { type AuthOptions, type Authenticator, createAuthenticator } from "./auth.ts";
 import { type CorsOptions, createOriginPolicy } from "./crosssite.ts";
+import type { ConsoleOptions } from "./console.ts";
 import type { DocumentLimits } from "./limits.ts";
 import { type DeepPartial, type RateLimits, createAddressOf } from "./rate.ts";
 import type { ReadLimits } from "./readbound.ts";
@@ -60,6 +61,8 @@ export interface KoraConfig {
   timeouts?: Partial<Timeouts>;
   /** Most unsent bytes one WebSocket may hold before it is closed (1013). Default 32 MiB. */
   socketBufferBytes?: number;
+  /** The data console at /console: on in development, off in production unless enabled (docs/console.md). */
+  console?: ConsoleOptions;
   /** Interceptor chain options: cycle bound (`maxRounds`, default 16), effect polling (`effectPollMs`, default 1000). */
   chain?: Omit<ChainOptions, "interceptors" | "limits" | "log">;
 }

@@ -21,8 +21,9 @@ import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
-import { renderGraphiQLOnDemand } from "./graphiql.ts";
+import { GRAPHIQL_DEFAULT_QUERY, renderGraphiQLOnDemand } from "./graphiql.ts";
 import { useWatchFastPath } from "./watchpath.ts";
+import { type ConsoleOptions, useConsole } from "./console.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 import {
   type DeepPartial,
@@ -79,6 +80,8 @@ export interface KoraServerOptions {
   authenticate?: Authenticator;
   /** WebSocket keep-alive and the bound on a socket's unsent bytes (server/keepalive.ts). */
   keepAlive?: KeepAliveOptions;
+  /** The data console at /console (server/console.ts, docs/console.md). */
+  console?: ConsoleOptions;
   log: Logger;
   /** Prometheus metrics served at their path (server/metrics.ts); none when absent. */
   metrics?: Metrics | undefined;
@@ -126,7 +129,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     maskedErrors: { maskError: (error) => maskError(error) },
     // GraphiQL's page, scripts and styles come from Kora itself: it works offline.
     renderGraphiQL: renderGraphiQLOnDemand,
-    graphiql: { title: "Kora", subscriptionsProtocol: "SSE" },
+    graphiql: { title: "Kora", subscriptionsProtocol: "SSE", defaultQuery: GRAPHIQL_DEFAULT_QUERY },
     landingPage: false,
     // Cross-site protection (server/crosssite.ts): CORS headers for allowlisted origins only,
     // JSON bodies only (multipart off), bodies counted while they stream in.
@@ -146,6 +149,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       useReadiness({ gateway, shuttingDown: () => shuttingDown }),
       useOriginCheck(originPolicy),
       useJsonBodiesOnly("/graphql"),
+      useConsole({ gateway, console: options.console, log }),
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
       ...(rateLimiter && connections ? [useRateLimits(rateLimiter, connections)] : []),

@@ -4,7 +4,7 @@
  * a string where a number belongs or `PORT=80a` fails start-up with a message naming the file or
  * variable and the field, instead of being ignored (a NaN limit would disable the limit).
  */
-import { Ajv, type ErrorObject } from "ajv";
+import { Ajv, type ErrorObject, type ValidateFunction } from "ajv";
 import type { Limits } from "../core/types.ts";
 import type { KoraConfig } from "./config.ts";
 
@@ -156,6 +156,11 @@ const CONFIG_SCHEMA = {
       properties: Object.fromEntries(TIMEOUT_FIELDS.map((f) => [f, { type: "integer", minimum: 0 }])),
     },
     socketBufferBytes: positiveInt,
+    console: {
+      type: "object",
+      additionalProperties: false,
+      properties: { enabled: { type: "boolean" }, adminToken: { type: "string", minLength: 16 } },
+    },
     chain: {
       type: "object",
       additionalProperties: false,
@@ -164,8 +169,16 @@ const CONFIG_SCHEMA = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validateShape = ajv.compile(CONFIG_SCHEMA);
+// Compiled on first use: every `kora` command reads the environment through this module, and
+// compiling the schema is most of what loading it costs.
+let compiled: ValidateFunction | undefined;
+function validateShape(config: unknown): boolean {
+  compiled ??= new Ajv({ allErrors: true, strict: true }).compile(CONFIG_SCHEMA);
+  const ok = compiled(config);
+  validateShape.errors = compiled.errors;
+  return ok;
+}
+validateShape.errors = undefined as ErrorObject[] | null | undefined;
 
 function describe(e: ErrorObject): string {
   const at = e.instancePath ? e.instancePath.slice(1).replaceAll("/", ".") : "the config";
@@ -219,6 +232,8 @@ export interface EnvSettings {
   limits: Partial<Limits>;
   timeouts: Partial<Timeouts>;
   config: string | undefined;
+  /** KORA_CONSOLE=on|off and KORA_CONSOLE_TOKEN (docs/console.md); override the config's. */
+  console?: { enabled?: boolean; adminToken?: string };
 }
 
 /** Parses the environment; throws naming the variable and what it must be. */
@@ -244,6 +259,12 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
     const ms = int(name, 0, 24 * 60 * 60 * 1000);
     if (ms !== undefined) timeouts[field] = ms;
   }
+  const consoleSetting = env.KORA_CONSOLE?.trim().toLowerCase();
+  if (consoleSetting && !["on", "off"].includes(consoleSetting)) {
+    throw new Error(`KORA_CONSOLE=${JSON.stringify(consoleSetting.slice(0, 40))} must be on or off`);
+  }
+  const consoleToken = env.KORA_CONSOLE_TOKEN || undefined;
+  if (consoleToken !== undefined && consoleToken.length < 16) throw new Error("KORA_CONSOLE_TOKEN must be at least 16 characters (it is the console's admin credential)");
   return {
     logLevel,
     port: int("PORT", 0, 65535) ?? 4000,
@@ -254,6 +275,14 @@ export function settingsFromEnv(env: NodeJS.ProcessEnv = process.env): EnvSettin
     limits: maxMutationBytes === undefined ? {} : { maxMutationBytes },
     timeouts,
     config: env.KORA_CONFIG || undefined,
+    ...(consoleSetting || consoleToken
+      ? {
+          console: {
+            ...(consoleSetting ? { enabled: consoleSetting === "on" } : {}),
+            ...(consoleToken ? { adminToken: consoleToken } : {}),
+          },
+        }
+      : {}),
   };
 }
 

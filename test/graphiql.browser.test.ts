@@ -23,6 +23,19 @@ describe.runIf(available)("GraphiQL in Chromium", () => {
     await server?.close();
   });
 
+  it("opens on the README's example operations, not GraphiQL's welcome text", async () => {
+    const context = await browser.newContext();
+    const page = await context.newPage();
+    await page.goto(server.url);
+    const editorText = () => page.evaluate(() => (document.body.textContent ?? "").replace(/\u00a0/g, " "));
+    await page.waitForFunction(() => (document.body.textContent ?? "").includes("MergeDax"), undefined, { timeout: 30_000 });
+    const text = await editorText();
+    expect(text).toContain('merge(path: ["user:info", "dax"]');
+    expect(text).toContain("subscription WatchUsers");
+    expect(text).not.toMatch(/in-browser tool for writing, validating, and testing GraphQL/);
+    await context.close();
+  });
+
   it("runs a watch, shows the snapshot, then a live merge, with every request on the server's origin", async () => {
     await merge(server.url, ["todo", "first"], "snapshot item");
     const context = await browser.newContext();

@@ -14,6 +14,8 @@ import type {
   OutboxTaskInput,
   ReadRequest,
   ReadResult,
+  RestorePage,
+  Snapshot,
   Store,
   StoreHealth,
   StoreStats,
@@ -23,9 +25,9 @@ import type {
 } from "../store.ts";
 import type { StampEntries, StampQuery } from "../lww.ts";
 import { applyMutation, emptyTree, getNode, inflate, isEmptyMutation, isTree, restrict } from "../tree.ts";
-import type { Change, DeleteTree, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
+import type { Change, DeleteTree, Leaf, Mutation, Node, Path, ReadOptions, Tree, Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
-import { SEP, encodePath, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
+import { ROW_SEP, SEP, encodePath, keysBelow, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
 
 /** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
@@ -673,6 +675,15 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       );
       return rows.map(toTask);
     },
+    async retry(id) {
+      // One more attempt than it has had, due now; the runner's next poll takes it.
+      const rows = await db.query<{ id: string }>(
+        `UPDATE ${s}.effects SET state = 'pending', next_at = now(), max_attempts = attempts + 1
+           WHERE id = $1 AND state = 'failed' RETURNING id::text`,
+        [id],
+      );
+      return rows.length > 0;
+    },
     async nextDue() {
       const rows = await db.query<{ t: string | null }>(
         `SELECT min(next_at)::text AS t FROM ${s}.effects WHERE state IN ('pending', 'running')`,
@@ -1128,6 +1139,61 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     });
   }
 
+  /** The counter row, locked: every writer everywhere waits here (docs/storage.md). */
+  const LOCK_SQL = `SELECT version::text, clock FROM ${s}.meta WHERE id = 1 FOR UPDATE`;
+
+  /** A snapshot's pages, read through the transaction that holds it (see `snapshot` below). */
+  function snapshotOf(tx: Queryable, version: Version, clock: string | undefined): Snapshot {
+    return {
+      version,
+      clock,
+      async *leaves(path: Path = [], pageSize = 20_000) {
+        const lo = encodePath(path);
+        const hi = upperBound(lo);
+        // Keyset pages: each starts after the last path of the one before (an index range scan;
+        // OFFSET would rescan everything before it).
+        let after = "";
+        for (;;) {
+          // A page comes back packed in one row (as reads do, see READ_SQL): a protocol row per
+          // leaf cost PGlite several times the scan itself.
+          const rows = await tx.query<{ n: number; k: string | null; v: string | null; t: string | null }>(
+            `SELECT count(*)::int AS n, string_agg(x.p, chr(2) ORDER BY x.p) AS k, string_agg(x.v, ',' ORDER BY x.p) AS v,
+                    string_agg(coalesce(x.ts, ''), chr(2) ORDER BY x.p) AS t
+               FROM (SELECT path AS p, value::text AS v, ts FROM ${s}.nodes
+                       WHERE path >= $1 AND path < $2 AND path > $3 ORDER BY path LIMIT $4) x`,
+            [lo, hi, after, pageSize],
+          );
+          const row = rows[0];
+          const n = Number(row?.n ?? 0);
+          if (n === 0 || !row?.k || row.v === null || row.t === null) return;
+          const paths = row.k.split(ROW_SEP);
+          const values = parseJson<Leaf[]>(`[${row.v}]`);
+          const stamps = row.t.split(ROW_SEP);
+          yield paths.map((p, i) => ({ path: keysBelow(p, SEP), value: values[i] as Leaf, ts: stamps[i] || null }));
+          if (n < pageSize) return;
+          after = paths[paths.length - 1] as string;
+        }
+      },
+      async count(path: Path = []) {
+        const lo = encodePath(path);
+        const rows = await tx.query<{ n: string }>(`SELECT count(*)::text AS n FROM ${s}.nodes WHERE path >= $1 AND path < $2`, [lo, upperBound(lo)]);
+        return Number(rows[0]?.n ?? 0);
+      },
+      async *tombstones(pageSize = 5000) {
+        let after = "";
+        for (;;) {
+          const rows = await tx.query<{ p: string; c: string; w: string }>(
+            `SELECT path AS p, cover AS c, shadow AS w FROM ${s}.tombstones WHERE path > $1 ORDER BY path LIMIT $2`,
+            [after, pageSize],
+          );
+          if (rows.length > 0) yield rows.map((r) => ({ path: keysBelow(r.p, SEP), cover: r.c, shadow: r.w }));
+          if (rows.length < pageSize) return;
+          after = (rows[rows.length - 1] as { p: string }).p;
+        }
+      },
+    };
+  }
+
   return {
     kind: options.kind,
     description: options.description,
@@ -1135,6 +1201,68 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     feed,
     outbox,
     health: options.health ?? (() => ({ feed: "local" })),
+    snapshot(fn) {
+      // REPEATABLE READ: every statement of the transaction sees the database as of its first
+      // one, so the counter and every page agree whatever commits meanwhile. On PGlite (one
+      // connection) commits simply wait for the snapshot to end.
+      return db.transaction(async (tx) => {
+        const rows = await tx.query<{ version: string; clock: string | null }>(`SELECT version::text, clock FROM ${s}.meta WHERE id = 1`);
+        return fn(snapshotOf(tx, Number(rows[0]?.version ?? 0), rows[0]?.clock ?? undefined));
+      }, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+    },
+    async commitAll(mutations) {
+      if (closed) throw new Error("store is closed");
+      const result = await db.transaction(async (tx, rows) => {
+        const start = Number((rows[0] as { version?: string } | undefined)?.version ?? 0);
+        let version = start;
+        for await (const m of mutations) {
+          if (isEmptyMutation(m)) continue;
+          version += 1;
+          // Written as they come: only one mutation is in memory at a time.
+          await flush(tx, [planned(m, version)], null);
+        }
+        if (version !== start) await flush(tx, [], version); // the counter and the notice
+        return { first: Math.min(start + 1, version), last: version, count: version - start };
+      }, LOCK_SQL).catch((error: unknown) => {
+        throw mapSqlError(error);
+      });
+      // This process's idea of the counter is stale now; watchers here hear of the new versions.
+      known = undefined;
+      if (result.count > 0) emit(result.last);
+      return result;
+    },
+    async restore(header, pages: AsyncIterable<RestorePage>) {
+      if (closed) throw new Error("store is closed");
+      await db.transaction(async (tx, rows) => {
+        const current = Number((rows[0] as { version?: string } | undefined)?.version ?? 0);
+        const held = await tx.query<{ n: boolean; c: boolean }>(
+          `SELECT EXISTS (SELECT 1 FROM ${s}.nodes) AS n, EXISTS (SELECT 1 FROM ${s}.changes) AS c`,
+        );
+        if (current !== 0 || held[0]?.n || held[0]?.c) {
+          throw new KoraError("CONFLICT", `the store is not empty (version ${current}); a backup is restored only into an empty store (a new KORA_SCHEMA, data folder or database)`);
+        }
+        for await (const page of pages) {
+          if (page.leaves.length > 0) {
+            await tx.query(
+              `INSERT INTO ${s}.nodes (path, value, ts) SELECT r.p, r.v::jsonb, r.t FROM unnest($1::text[], $2::text[], $3::text[]) AS r(p, v, t)`,
+              [page.leaves.map((l) => encodePath(l.path)), page.leaves.map((l) => JSON.stringify(l.value)), page.leaves.map((l) => l.ts)],
+            );
+          }
+          if (page.tombstones.length > 0) {
+            await tx.query(
+              `INSERT INTO ${s}.tombstones (path, cover, shadow) SELECT * FROM unnest($1::text[], $2::text[], $3::text[])`,
+              [page.tombstones.map((t) => encodePath(t.path)), page.tombstones.map((t) => t.cover), page.tombstones.map((t) => t.shadow)],
+            );
+          }
+        }
+        await tx.query(`UPDATE ${s}.meta SET version = $1, clock = $2 WHERE id = 1`, [header.version, header.clock ?? null]);
+        await tx.query("SELECT pg_notify($1, $2)", [channel, String(header.version)]);
+      }, LOCK_SQL).catch((error: unknown) => {
+        throw mapSqlError(error);
+      });
+      known = undefined;
+      emit(header.version);
+    },
     read: (requests) =>
       readNow(requests).catch((error: unknown) => {
         throw mapSqlError(error);
