@@ -5,7 +5,7 @@
  * "syncing" with the write queued forever.
  */
 import { afterEach, expect, it } from "vitest";
-import { createClient, memoryStorage } from "../client/index.ts";
+import { type KoraClient, createClient, memoryStorage } from "../client/index.ts";
 import { inProcessTransport } from "../client/inprocess.ts";
 import { type Gateway, createGateway, silentLogger } from "../core/gateway.ts";
 import { createInterceptorChain } from "../interceptors/chain.ts";
@@ -14,9 +14,21 @@ import { DEFAULT_LIMITS } from "../core/types.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c();
-});
+
+/** Resolves when the client's status is (or becomes) `want`; the listener may be called at once. */
+function statusBecomes(client: KoraClient, want: string): Promise<void> {
+  return new Promise<void>((resolve) => {
+    let stop: (() => void) | undefined;
+    let seen = false;
+    stop = client.status.subscribe((s) => {
+      if (s !== want || seen) return;
+      seen = true;
+      resolve();
+      stop?.(); // undefined while subscribe() itself calls the listener: handled below
+    });
+    if (seen) stop();
+  });
+}
 
 it("resends a write whose old connection's reply comes after the reconnection", async () => {
   const { store, dispose } = await pgliteTarget.create();
@@ -49,28 +61,14 @@ it("resends a write whose old connection's reply comes after the reconnection", 
   const client = createClient({ storage: memoryStorage(), transport, backoff: { initialMs: 1, maxMs: 5 }, persistDelayMs: 1 });
   cleanups.push(() => client.close());
   await client.ready;
-  await new Promise<void>((resolve) => {
-    const stop = client.status.subscribe((s) => {
-      if (s === "online") {
-        stop();
-        resolve();
-      }
-    });
-  });
+  await statusBecomes(client, "online");
 
   const written = client.merge(["r", "a"], 1);
   await inHook;
   transport.setOnline(false); // the connection is cut while the write commits
   transport.setOnline(true);
   // The client reconnects while the first write is still in its hook.
-  await new Promise<void>((resolve) => {
-    const stop = client.status.subscribe((s) => {
-      if (s === "syncing") {
-        stop();
-        resolve();
-      }
-    });
-  });
+  await statusBecomes(client, "syncing");
   release(); // the old connection's write commits now; its reply is lost (the connection is gone)
   const result = await written; // resent on the new connection: an idempotent replay
   expect(result.committed?.version).toBe(1);

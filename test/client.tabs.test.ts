@@ -36,7 +36,6 @@ beforeAll(async () => {
     logLevel: "warn",
     build: { outDir: dist, emptyOutDir: true, target: "es2022" },
   });
-  kora = await startTestServer(pgliteTarget);
   web = createServer(async (req, res) => {
     const url = new URL(req.url ?? "/", "http://x");
     const file = normalize(join(dist, url.pathname === "/" ? "index.html" : url.pathname));
@@ -49,6 +48,8 @@ beforeAll(async () => {
   });
   await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
   origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  // The page comes from another origin than Kora's: allowlisted, as an app on its own host is.
+  kora = await startTestServer(pgliteTarget, { cors: { origins: [origin] } });
   browser = await launchChromium();
 }, 120_000);
 

@@ -79,6 +79,8 @@ describe("fan-out to 1,000 watchers of two read-auth classes", () => {
       retention: { intervalMs: 0 },
       interceptors: [rules.interceptor],
       authenticate: createAuthenticator({ jwt: { secret: SECRET, audience: AUDIENCE } }),
+      // 1,000 subscriptions from one address in a moment: far over the default per-address budget.
+      rateLimits: false,
     });
     const gateway = kora.gateway;
     // Server-side writes (internal callers skip read and write rules on purpose).
