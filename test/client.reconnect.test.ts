@@ -14,6 +14,9 @@ import { DEFAULT_LIMITS } from "../core/types.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 
 const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
 
 /** Resolves when the client's status is (or becomes) `want`; the listener may be called at once. */
 function statusBecomes(client: KoraClient, want: string): Promise<void> {

@@ -7,24 +7,18 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { monitorEventLoopDelay } from "node:perf_hooks";
-import type { Client } from "graphql-ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { type PgliteDatabase, createPgliteStore, openPglite } from "../core/store/index.ts";
 import type { Store } from "../core/store.ts";
 import { createGateway } from "../core/gateway.ts";
 import { deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
 import type { Mutation } from "../core/types.ts";
-import { wsClient } from "./helpers/clients.ts";
 import { pgliteTarget, sharedDatabase, uniqueSchema } from "./helpers/db.ts";
-import { EventQueue } from "./helpers/events.ts";
 import {
   MERGE,
   PATH,
-  WATCH,
   type TestServer,
   http,
-  merge,
   startTestServer,
 } from "./helpers/server.ts";
 
