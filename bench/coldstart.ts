@@ -92,6 +92,12 @@ export async function measureColdStart(runs = 3): Promise<ColdStart> {
       postgres = [];
       await once({ KORA_SCHEMA: "kora_coldstart" }, dir, false); // migrations once
       for (let i = 0; i < runs; i++) postgres.push(await once({ KORA_SCHEMA: "kora_coldstart" }, dir, false));
+      // Leave nothing behind in the database.
+      const { default: pg } = await import("pg");
+      const client = new pg.Client({ connectionString: process.env.DATABASE_URL });
+      client.on("error", () => {});
+      await client.connect();
+      await client.query("DROP SCHEMA IF EXISTS kora_coldstart CASCADE").finally(() => client.end());
     }
     const bad = join(dir, "bad");
     rmSync(bad, { recursive: true, force: true });

@@ -16,6 +16,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { runBlackBox } from "./blackbox/main.ts";
+import { measureColdStart } from "./coldstart.ts";
 
 const argv = process.argv.slice(2);
 const quick = argv.includes("--quick");
@@ -45,6 +46,21 @@ async function main() {
   const blackBox = await runBlackBox({ quick, profile, only, db });
   let text = `# Latest benchmark\n\n## Black box: Kora as users run it\n\n${blackBox.markdown}\nRatio = Kora / raw; for rates higher is better, for latencies, CPU and memory lower is better. What each figure measures: docs/bench.md.\n`;
   console.log(`\n${text}`);
+  if (!profile && !only) {
+    console.log("cold starts");
+    process.env.DATABASE_URL = db;
+    const c = await measureColdStart(quick ? 1 : 3);
+    const ms = (n: number | undefined) => (n === undefined ? "not measured" : `${Math.round(n).toLocaleString("en-US")} ms`);
+    const cold = [
+      "| cold start of `kora serve` (compiled CLI, median of runs) | Kora | target |",
+      "|---|---|---|",
+      `| first query answered, existing embedded data folder | ${ms(c.embeddedMs)} | < 2,000 ms |`,
+      `| first query answered, server PostgreSQL | ${ms(c.postgresMs)} | < 1,000 ms |`,
+      `| exit on a broken rules file | ${ms(c.configErrorMs)} | < 1,000 ms |`,
+    ].join("\n");
+    console.log(cold);
+    text += `\n## Cold starts\n\n${cold}\n`;
+  }
   if (inProcess) {
     console.log("in-process section");
     const section = await inProcessSection();
