@@ -8,7 +8,8 @@
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { GraphQLError, type ExecutionArgs } from "graphql";
-import { useServer } from "graphql-ws/use/ws";
+import type { Context, SubscribePayload } from "graphql-ws";
+import { type Extra, useServer } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import type { Caller, Gateway, Logger } from "../core/gateway.ts";
@@ -16,7 +17,13 @@ import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
 import { koraSchema } from "../schema/index.ts";
 import { type Authenticator, createAuthenticator } from "./auth.ts";
-import { type CorsOptions, createOriginPolicy, upgradeRefusal, useJsonBodiesOnly, useOriginCheck } from "./crosssite.ts";
+import {
+  type CorsOptions,
+  createOriginPolicy,
+  upgradeRefusal,
+  useJsonBodiesOnly,
+  useOriginCheck,
+} from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
 import { fastPathEligible, serveFast } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
@@ -37,7 +44,7 @@ import {
 } from "./rate.ts";
 import { DEFAULT_READ_LIMITS, type ReadLimits, useReadBound } from "./readbound.ts";
 import { type Metrics, useMetrics } from "./metrics.ts";
-import { withRequestId } from "./requests.ts";
+import { requestIdOf, runAsRequest, withRequestId } from "./requests.ts";
 
 export interface KoraServerOptions {
   gateway: Gateway;
@@ -103,7 +110,9 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const originPolicy = createOriginPolicy(options.cors);
   const addressOf = createAddressOf(options.trustedProxies);
   const rateLimiter =
-    options.rateLimits === false ? undefined : createRateLimiter(rateLimitsWithDefaults(options.rateLimits), addressOf);
+    options.rateLimits === false
+      ? undefined
+      : createRateLimiter(rateLimitsWithDefaults(options.rateLimits), addressOf);
   const connections = rateLimiter ? createConnectionCounter(rateLimiter) : undefined;
   let shuttingDown = false;
 
@@ -160,10 +169,12 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     ],
   });
 
-  const httpServer = createServer(withRequestId((req: IncomingMessage, res: ServerResponse) => {
-    if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
-    else void yoga(req, res);
-  }));
+  const httpServer = createServer(
+    withRequestId((req: IncomingMessage, res: ServerResponse) => {
+      if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
+      else void yoga(req, res);
+    }),
+  );
   options.metrics?.observeServer(httpServer);
 
   applyKeepAlive(httpServer, options.keepAliveTimeoutMs);
@@ -188,16 +199,30 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   const stopKeepAlive = guardSockets(wsServer, { ...options.keepAlive, log });
   const wsHandle = useServer<Record<string, unknown>>(
     {
-      execute: (args) => (args.rootValue as Enveloped).execute(args),
-      subscribe: (args) => (args.rootValue as Enveloped).subscribe(args),
+      // Each operation runs as a request of its own (its connection's id / the operation's id), so
+      // its log lines carry a request id as HTTP requests' do (server/requests.ts).
+      execute: (args) =>
+        runAsRequest((args.rootValue as Enveloped).requestId, () =>
+          (args.rootValue as Enveloped).execute(args),
+        ),
+      subscribe: (args) =>
+        runAsRequest((args.rootValue as Enveloped).requestId, () =>
+          (args.rootValue as Enveloped).subscribe(args),
+        ),
       // Authenticated once per connection, from connectionParams or the upgrade request's header.
       // A refused token does not close the socket: every operation on it fails UNAUTHENTICATED.
       onConnect: async (ctx) => {
-        const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
+        const extra = ctx.extra as {
+          koraCaller?: Caller;
+          koraAuthError?: KoraError;
+          koraRequestId?: string;
+        };
+        extra.koraRequestId = requestIdOf(ctx.extra.request);
         try {
           const headers = ctx.extra.request.headers;
           extra.koraCaller = await authenticate({
-            authorization: typeof headers.authorization === "string" ? headers.authorization : undefined,
+            authorization:
+              typeof headers.authorization === "string" ? headers.authorization : undefined,
             connectionParams: ctx.connectionParams,
             headers,
           });
@@ -211,45 +236,65 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => forSocket(maskError(e))),
       // Results carry yoga's HTTP status hints in `extensions.http`, meaningless on a socket.
       onNext: (_ctx, _id, _payload, _args, result) =>
-        result.errors?.length ? { ...result, errors: result.errors.map((e) => forSocket(e as GraphQLError)) } : result,
-      onSubscribe: async (ctx, _id, params) => {
-        const extra = ctx.extra as { koraCaller?: Caller; koraAuthError?: KoraError };
-        if (extra.koraAuthError) return [maskError(extra.koraAuthError)];
-        // The operation being subscribed already holds its slot in ctx.subscriptions.
-        const max = rateLimiter?.limits.maxSubscriptionsPerConnection;
-        if (max !== undefined && Object.keys(ctx.subscriptions).length > max) {
-          const message = `this connection already has ${max} operations active; at most ${max} are accepted (rateLimits.maxSubscriptionsPerConnection): end one, or open another connection`;
-          return [forSocket(rateLimited(message, 1000))];
-        }
-        const enveloped = yoga.getEnveloped({
-          ...ctx,
-          req: ctx.extra.request,
-          socket: ctx.extra.socket,
-          params,
-          koraCaller: extra.koraCaller,
-        });
-        let document: ReturnType<typeof enveloped.parse>;
-        try {
-          document = enveloped.parse(params.query);
-        } catch (error) {
-          return [forSocket(maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error))))];
-        }
-        const errors = enveloped.validate(enveloped.schema, document);
-        if (errors.length > 0) return errors.map((e: GraphQLError) => forSocket(maskError(e)));
-        const args: ExecutionArgs = {
-          schema: enveloped.schema,
-          operationName: params.operationName ?? null,
-          document,
-          variableValues: params.variables ?? null,
-          contextValue: await enveloped.contextFactory(),
-          rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe },
+        result.errors?.length
+          ? { ...result, errors: result.errors.map((e) => forSocket(e as GraphQLError)) }
+          : result,
+      onSubscribe: (ctx, id, params) => {
+        const extra = ctx.extra as {
+          koraCaller?: Caller;
+          koraAuthError?: KoraError;
+          koraRequestId?: string;
         };
-        return args;
+        const requestId = `${extra.koraRequestId ?? requestIdOf(ctx.extra.request)}/${id}`;
+        return runAsRequest(requestId, () => subscribeOperation(ctx, params, extra, requestId));
       },
     },
     wsServer,
     0, // graphql-ws's keep-alive terminates without a reason; server/keepalive.ts closes with one
   );
+
+  async function subscribeOperation(
+    ctx: Context<Record<string, unknown>, Extra>,
+    params: SubscribePayload,
+    extra: { koraCaller?: Caller; koraAuthError?: KoraError },
+    requestId: string,
+  ) {
+    if (extra.koraAuthError) return [maskError(extra.koraAuthError)];
+    // The operation being subscribed already holds its slot in ctx.subscriptions.
+    const max = rateLimiter?.limits.maxSubscriptionsPerConnection;
+    if (max !== undefined && Object.keys(ctx.subscriptions).length > max) {
+      const message = `this connection already has ${max} operations active; at most ${max} are accepted (rateLimits.maxSubscriptionsPerConnection): end one, or open another connection`;
+      return [forSocket(rateLimited(message, 1000))];
+    }
+    const enveloped = yoga.getEnveloped({
+      ...ctx,
+      req: ctx.extra.request,
+      socket: ctx.extra.socket,
+      params,
+      koraCaller: extra.koraCaller,
+    });
+    let document: ReturnType<typeof enveloped.parse>;
+    try {
+      document = enveloped.parse(params.query);
+    } catch (error) {
+      return [
+        forSocket(
+          maskError(error instanceof GraphQLError ? error : new GraphQLError(String(error))),
+        ),
+      ];
+    }
+    const errors = enveloped.validate(enveloped.schema, document);
+    if (errors.length > 0) return errors.map((e: GraphQLError) => forSocket(maskError(e)));
+    const args: ExecutionArgs = {
+      schema: enveloped.schema,
+      operationName: params.operationName ?? null,
+      document,
+      variableValues: params.variables ?? null,
+      contextValue: await enveloped.contextFactory(),
+      rootValue: { execute: enveloped.execute, subscribe: enveloped.subscribe, requestId },
+    };
+    return args;
+  }
 
   await new Promise<void>((resolve, reject) => {
     httpServer.once("error", reject);
@@ -259,7 +304,10 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
     });
   });
   const address = httpServer.address() as AddressInfo;
-  const host = options.host && options.host !== "0.0.0.0" && options.host !== "::" ? options.host : "localhost";
+  const host =
+    options.host && options.host !== "0.0.0.0" && options.host !== "::"
+      ? options.host
+      : "localhost";
   const url = `http://${host}:${address.port}/graphql`;
 
   let closing: Promise<void> | undefined;
@@ -287,4 +335,5 @@ type OperationResult = ReturnType<NonNullable<Parameters<typeof useServer>[0]["e
 interface Enveloped {
   execute: (args: ExecutionArgs) => OperationResult;
   subscribe: (args: ExecutionArgs) => OperationResult;
+  requestId: string;
 }

@@ -6,6 +6,7 @@
 import { Writable } from "node:stream";
 import type { Client } from "graphql-ws";
 import { pino } from "pino";
+import WebSocket from "ws";
 import { afterEach, describe, expect, it } from "vitest";
 import { createPgliteStore, openPglite } from "../core/store/index.ts";
 import { mergeAt } from "../core/tree.ts";
@@ -154,6 +155,29 @@ describe("request ids", () => {
     expect(code).toBe("INTERNAL_SERVER_ERROR");
     const line = lines.find((l) => l.errorId === errorId);
     expect(line).toMatchObject({ reqId: "req-42.abc", msg: "unexpected error", err: { message: "the database of a partner is down" } });
+  });
+
+  it("gives each WebSocket operation an id of its own (its connection's, then the operation's), on its log lines", async () => {
+    const { lines, log } = capture();
+    server = await startTestServer(pgliteTarget, { interceptors: [broken], log });
+    const socket = new WebSocket(server.wsUrl, "graphql-transport-ws", { headers: { "x-request-id": "conn-7" } });
+    const errorIds = new EventQueue<string>();
+    socket.on("message", (data) => {
+      const msg = JSON.parse(String(data)) as { type: string; payload?: unknown };
+      if (msg.type === "connection_ack") {
+        for (const id of ["a", "b"]) {
+          socket.send(JSON.stringify({ id, type: "subscribe", payload: { query: MERGE, variables: { path: ["broken", id], value: 1 } } }));
+        }
+      }
+      const payload = msg.payload as { errors?: { extensions: { errorId: string } }[] } | { extensions: { errorId: string } }[] | undefined;
+      const errors = Array.isArray(payload) ? payload : payload?.errors;
+      for (const e of errors ?? []) errorIds.push(e.extensions.errorId);
+    });
+    await new Promise<void>((resolve) => socket.once("open", () => resolve()));
+    socket.send(JSON.stringify({ type: "connection_init" }));
+    const found = [await errorIds.next(), await errorIds.next()].map((errorId) => lines.find((l) => l.errorId === errorId)?.reqId);
+    expect(found.sort()).toEqual(["conn-7/a", "conn-7/b"]);
+    socket.close();
   });
 
   it("generates an id when none (or an insane one) comes, on every path of the server", async () => {
