@@ -5,6 +5,7 @@
  * rules simulator (server/simulate.ts) and the effects outbox. Tree reads, watches and edits go
  * through /graphql like any client's, so the rules apply to the console's user.
  */
+import { moduleFile } from "../core/module-file.ts";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
 import { extname, join, normalize, sep } from "node:path";
@@ -39,8 +40,9 @@ const TYPES: Record<string, string> = {
 
 /** dist/console beside dist/server when compiled; from the sources, the built copy in dist/. */
 function assetsDir(): string {
-  const here = fileURLToPath(new URL(".", import.meta.url));
-  return import.meta.url.endsWith(".ts") ? join(here, "..", "dist", "console") : join(here, "..", "console");
+  const self = moduleFile(import.meta.url);
+  const here = fileURLToPath(new URL(".", self));
+  return self.endsWith(".ts") ? join(here, "..", "dist", "console") : join(here, "..", "console");
 }
 
 function json(status: number, body: unknown): Response {

@@ -16,7 +16,9 @@ import { merge, read, startTestServer, type TestServer } from "./helpers/server.
 
 let server: TestServer;
 beforeAll(async () => {
-  server = await startTestServer(pgliteTarget);
+  // The components run in happy-dom's page, whose origin is not the server's: allowlisted, as a
+  // browser app served from its own host is (docs/security.md).
+  server = await startTestServer(pgliteTarget, { cors: { origins: [window.location.origin] } });
 });
 afterAll(async () => {
   await server?.close();

@@ -10,6 +10,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
+import { moduleFile } from "../module-file.ts";
 import type { Store, StoreStats } from "../store.ts";
 import { CommitOutcomeUnknown, type Db, type Queryable } from "./db.ts";
 import { createSqlStore } from "./sql.ts";
@@ -63,10 +64,11 @@ const fromDatabase = (error: unknown): boolean => typeof (error as { code?: unkn
  * build starts its .js entry directly.
  */
 function startWorker(workerData: unknown): Worker {
-  if (!import.meta.url.endsWith(".ts")) return new Worker(new URL("./pglite-worker.js", import.meta.url), { workerData });
-  const entry = new URL("./pglite-worker.ts", import.meta.url).href;
+  const here = moduleFile(import.meta.url);
+  if (!here.endsWith(".ts")) return new Worker(new URL("./pglite-worker.js", here), { workerData });
+  const entry = new URL("./pglite-worker.ts", here).href;
   // (require.resolve would pick the API's CommonJS build; the worker imports its ESM one.)
-  const tsxPackage = createRequire(import.meta.url).resolve("tsx/package.json");
+  const tsxPackage = createRequire(here).resolve("tsx/package.json");
   const tsx = pathToFileURL(join(dirname(tsxPackage), "dist/esm/api/index.mjs")).href;
   const boot = `import(${JSON.stringify(tsx)}).then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
   return new Worker(boot, { eval: true, workerData });
