@@ -119,7 +119,7 @@ describe.skipIf(!bin && process.env.KORA_REQUIRE_PG !== "1")("a gateway outlives
     const metricsBefore = await Promise.all(gateways.map((g) => scrape(g.url)));
     const watchers = await watchBoth();
     const writers = startWriters(urls, 8);
-    const readiness = pollReadiness(urls, 150);
+    const readiness = pollReadiness(urls, 50);
     try {
       await until(() => writers.outcomes.filter((o) => o.ok).length >= 40, 30_000, "writes before the fault");
       const { downAt, upAt } = await fault();
@@ -152,9 +152,14 @@ describe.skipIf(!bin && process.env.KORA_REQUIRE_PG !== "1")("a gateway outlives
         expect(f.ms).toBeLessThan(5000);
       }
       // /readyz was non-200 while the database was away (each gateway), and always answered fast.
+      // A restart can be over in a few hundred milliseconds, less than readiness's own probe
+      // deadline and cache: the 503 is required where the outage outlasted them (a second).
       for (const g of gateways) {
         const during = readiness.answers.filter((a) => a.url === g.url && a.at > downAt && a.at <= upAt + 300);
-        expect(during.some((a) => a.status === 503), `gateway ${g.pid}: /readyz never said 503 during the outage`).toBe(true);
+        if (upAt - downAt >= 1000) {
+          expect(during.some((a) => a.status === 503), `gateway ${g.pid}: /readyz never said 503 during the outage`).toBe(true);
+        }
+        for (const a of during) expect([200, 503]).toContain(a.status);
       }
       for (const a of readiness.answers) expect(a.ms).toBeLessThan(1000);
       // /metrics, scraped and parsed: commits moved, and every failed write is a counted store error.
