@@ -138,7 +138,8 @@ export function callListener<A extends unknown[]>(fn: (...args: A) => void, ...a
   }
 }
 
-function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
+/** A value with listeners, called at once with the current value and then on each change. */
+export function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
   let value = initial;
   const listeners = new Set<(v: T) => void>();
   return {

@@ -8,9 +8,25 @@
  * that the old leader had not yet stored are sent again by that tab, under the same write id, so
  * nothing is lost and nothing is applied twice (the queue and the server deduplicate by id).
  */
-import { applyMutation, deleteAt, emptyTree, getNode, mergeAt, mutationFromInput } from "../core/tree.ts";
+import {
+  applyMutation,
+  deleteAt,
+  emptyTree,
+  getNode,
+  mergeAt,
+  mutationFromInput,
+} from "../core/tree.ts";
 import type { Mutation, Node, Path, Tree } from "../core/types.ts";
-import { type ClientOptions, type Conflict, KoraClient, callListener, type Observable, type PendingWrite, type Status, type WriteError } from "./client.ts";
+import {
+  type ClientOptions,
+  type Conflict,
+  KoraClient,
+  callListener,
+  observable,
+  type PendingWrite,
+  type Status,
+  type WriteError,
+} from "./client.ts";
 import { indexedDbStorage, webLock } from "./indexeddb.ts";
 import { ServerError } from "./transport.ts";
 
@@ -32,27 +48,8 @@ type Message =
   | { t: "disconnect" }
   | { t: "bye"; tab: string };
 
-function observable<T>(initial: T): Observable<T> & { set(value: T): void } {
-  let value = initial;
-  const listeners = new Set<(v: T) => void>();
-  return {
-    get value() {
-      return value;
-    },
-    subscribe(listener) {
-      listeners.add(listener);
-      callListener(listener, value);
-      return () => listeners.delete(listener);
-    },
-    set(next) {
-      if (next === value) return;
-      value = next;
-      for (const l of [...listeners]) callListener(l, value);
-    },
-  };
-}
-
-const same = (a: Node | undefined, b: Node | undefined) => a === b || JSON.stringify(a) === JSON.stringify(b);
+const same = (a: Node | undefined, b: Node | undefined) =>
+  a === b || JSON.stringify(a) === JSON.stringify(b);
 
 /**
  * A client shared by the tabs of one origin. Same reading and writing API as `KoraClient`;
@@ -71,8 +68,16 @@ export class TabClient {
   private counter = 0;
   /** This tab's writes not yet stored by a leader: sent again to every new leader. */
   private readonly unstored = new Map<string, Mutation>();
-  private readonly waiters = new Map<string, { resolve: (w: PendingWrite) => void; reject: (e: unknown) => void }>();
-  private readonly listeners = new Set<{ key: string; path: Path; fn: (v: Node | undefined) => void; last: Node | undefined }>();
+  private readonly waiters = new Map<
+    string,
+    { resolve: (w: PendingWrite) => void; reject: (e: unknown) => void }
+  >();
+  private readonly listeners = new Set<{
+    key: string;
+    path: Path;
+    fn: (v: Node | undefined) => void;
+    last: Node | undefined;
+  }>();
   private readonly errorListeners = new Set<(e: WriteError) => void>();
   private readonly conflictListeners = new Set<(c: Conflict) => void>();
   /** Leader only: the watches of every tab, by tab and path key, each kept by one inner watch. */
@@ -123,7 +128,10 @@ export class TabClient {
     // The storage lock of a leader that just went away (a closed or reloading tab) may be released
     // a moment after its leadership: the new leader waits for it rather than being refused.
     const name = this.options.name;
-    const storage = { ...indexedDbStorage(name), lock: () => webLock(`kora-storage:${name}`, `IndexedDB database "${name}"`, true) };
+    const storage = {
+      ...indexedDbStorage(name),
+      lock: () => webLock(`kora-storage:${name}`, `IndexedDB database "${name}"`, true),
+    };
     const inner = new KoraClient({ ...this.options, storage, startOffline: !this.wantOnline });
     this.inner = inner;
     inner.observeVisible((tree) => this.broadcastState(tree));
@@ -131,7 +139,9 @@ export class TabClient {
     inner.pending.subscribe(() => this.broadcastState());
     inner.observeSettled((id, result) => {
       const message: Message =
-        "write" in result ? { t: "settled", id, write: result.write } : { t: "settled", id, error: { code: result.error.code, message: result.error.message } };
+        "write" in result
+          ? { t: "settled", id, write: result.write }
+          : { t: "settled", id, error: { code: result.error.code, message: result.error.message } };
       this.post(message);
       this.settled(message);
     });
@@ -153,7 +163,12 @@ export class TabClient {
   private broadcastState(tree?: Tree): void {
     const inner = this.inner;
     if (!inner || this.closed) return;
-    const state: Message = { t: "state", tree: tree ?? ((inner.get([]) as Tree | undefined) ?? emptyTree()), status: inner.status.value, pending: inner.pending.value };
+    const state: Message = {
+      t: "state",
+      tree: tree ?? (inner.get([]) as Tree | undefined) ?? emptyTree(),
+      status: inner.status.value,
+      pending: inner.pending.value,
+    };
     this.post(state);
     this.applyState(state);
   }
@@ -161,7 +176,10 @@ export class TabClient {
   private remoteWatch(tab: string, key: string, path: Path): void {
     const id = `${tab} ${key}`;
     if (this.remoteWatches.has(id) || !this.inner) return;
-    this.remoteWatches.set(id, this.inner.watch(path, () => {}));
+    this.remoteWatches.set(
+      id,
+      this.inner.watch(path, () => {}),
+    );
   }
 
   /** Queues another tab's (or this tab's) write under its id, then tells the tabs it is stored. */
@@ -191,8 +209,10 @@ export class TabClient {
         break;
       case "leader":
         // A new leader: hand it this tab's watches and every write it may not have stored.
-        for (const entry of this.listeners) this.post({ t: "watch", tab: this.tab, key: entry.key, path: entry.path });
-        for (const [id, mutation] of this.unstored) this.post({ t: "write", tab: this.tab, id, m: mutation });
+        for (const entry of this.listeners)
+          this.post({ t: "watch", tab: this.tab, key: entry.key, path: entry.path });
+        for (const [id, mutation] of this.unstored)
+          this.post({ t: "write", tab: this.tab, id, m: mutation });
         break;
       case "state":
         if (!leading) this.applyState(m);
@@ -247,7 +267,9 @@ export class TabClient {
     else if (m.error) {
       const error = new ServerError(m.error.code, m.error.message);
       waiter.reject(error);
-      if (!this.inner) for (const l of [...this.errorListeners]) callListener(l, { write: { id: m.id, ts: "", merge: {}, delete: {} }, error });
+      if (!this.inner)
+        for (const l of [...this.errorListeners])
+          callListener(l, { write: { id: m.id, ts: "", merge: {}, delete: {} }, error });
     }
   }
 
@@ -318,7 +340,9 @@ export class TabClient {
   private write(m: Mutation): Promise<PendingWrite> {
     if (this.closed) return Promise.reject(new Error("client is closed"));
     const id = `${this.tab}-${++this.counter}`;
-    const done = new Promise<PendingWrite>((resolve, reject) => this.waiters.set(id, { resolve, reject }));
+    const done = new Promise<PendingWrite>((resolve, reject) =>
+      this.waiters.set(id, { resolve, reject }),
+    );
     done.catch(() => {});
     if (this.inner) {
       const inner = this.inner;

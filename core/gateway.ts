@@ -85,7 +85,6 @@ export interface GatewayOptions {
 }
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
-export { withDeadline };
 
 
 

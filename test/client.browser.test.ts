@@ -3,19 +3,18 @@
  * go offline (the page's network emulation), add todos, reload the page while offline and still
  * see them, go online, and see them on a second page (another browser context: another device).
  */
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { type Server, createServer } from "node:http";
+import { mkdtemp, rm } from "node:fs/promises";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
-import { extname, join, normalize } from "node:path";
+import { join } from "node:path";
 import type { Browser } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { browserAvailable, launchChromium } from "./helpers/browser.ts";
+import { serveFolder } from "./helpers/static.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { read, startTestServer, type TestServer } from "./helpers/server.ts";
 
-const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript", ".css": "text/css" };
 
 let kora: TestServer;
 let dist: string;
@@ -30,18 +29,7 @@ beforeAll(async () => {
     logLevel: "warn",
     build: { outDir: dist },
   });
-  web = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://x");
-    const file = normalize(join(dist, url.pathname === "/" ? "index.html" : url.pathname));
-    if (!file.startsWith(dist) || !(await stat(file).catch(() => undefined))?.isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
-  origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  ({ server: web, origin } = await serveFolder(dist));
   // The page's origin is not Kora's: it must be allowed (docs/security.md).
   kora = await startTestServer(pgliteTarget, { cors: { origins: [origin] } });
   browser = await launchChromium();

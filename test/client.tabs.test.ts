@@ -3,21 +3,20 @@
  * WebSocket, see each other's writes, queue offline writes through the leader, survive a reload of
  * both and sync each write once; closing the leader tab hands over to the other.
  */
-import { createReadStream } from "node:fs";
-import { mkdtemp, rm, stat } from "node:fs/promises";
-import { type Server, createServer } from "node:http";
+import { mkdtemp, rm } from "node:fs/promises";
+import type { Server } from "node:http";
 import { tmpdir } from "node:os";
-import { extname, join, normalize } from "node:path";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { build } from "vite";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { TabClient } from "../client/tabs.ts";
 import { browserAvailable, launchChromium } from "./helpers/browser.ts";
+import { serveFolder } from "./helpers/static.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { merge, read, startTestServer, type TestServer } from "./helpers/server.ts";
 
-const TYPES: Record<string, string> = { ".html": "text/html", ".js": "text/javascript" };
 const enabled = browserAvailable("client.tabs.test");
 
 let kora: TestServer;
@@ -36,18 +35,7 @@ beforeAll(async () => {
     logLevel: "warn",
     build: { outDir: dist, emptyOutDir: true, target: "es2022" },
   });
-  web = createServer(async (req, res) => {
-    const url = new URL(req.url ?? "/", "http://x");
-    const file = normalize(join(dist, url.pathname === "/" ? "index.html" : url.pathname));
-    if (!file.startsWith(dist) || !(await stat(file).catch(() => undefined))?.isFile()) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { "content-type": TYPES[extname(file)] ?? "application/octet-stream", "cache-control": "no-store" });
-    createReadStream(file).pipe(res);
-  });
-  await new Promise<void>((r) => web.listen(0, "127.0.0.1", r));
-  origin = `http://127.0.0.1:${(web.address() as { port: number }).port}`;
+  ({ server: web, origin } = await serveFolder(dist));
   // The page comes from another origin than Kora's: allowlisted, as an app on its own host is.
   kora = await startTestServer(pgliteTarget, { cors: { origins: [origin] } });
   browser = await launchChromium();

@@ -12,6 +12,7 @@
  * deaf it polls the log's head until a new LISTEN connection works.
  */
 import pg from "pg";
+import { withDeadline } from "../deadline.ts";
 import type { ChangeFeed, FeedState, Store, StoreHealth } from "../store.ts";
 import type { Version } from "../types.ts";
 import { CommitOutcomeUnknown, type Db, ident, type Queryable } from "./db.ts";
@@ -112,15 +113,6 @@ function connectionConfig(url: string, t: PostgresTimeouts): pg.ClientConfig {
     keepAlive: true,
     keepAliveInitialDelayMillis: 10_000,
   };
-}
-
-/** Resolves with `p`, or rejects with a timeout error after `ms` (the work goes on; its result is dropped). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const deadline = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`Query read timeout: ${what} took over ${ms} ms`)), ms);
-  });
-  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
 }
 
 function listenFeed(options: {
@@ -231,7 +223,7 @@ function listenFeed(options: {
 
   async function pollOnce(): Promise<void> {
     try {
-      emit(await within(options.head(), timings.pollMs * 4 + 1000, "polling the head of the change log"));
+      emit(await withDeadline(options.head(), timings.pollMs * 4 + 1000, () => "polling the head of the change log took too long"));
     } catch (error) {
       lastError = error instanceof Error ? error.message : String(error);
     }
@@ -282,7 +274,7 @@ function listenFeed(options: {
       stopPolling();
       const c = current;
       current = undefined;
-      if (c) await within(c.end(), 1000, "closing the LISTEN connection").catch(() => {});
+      if (c) await withDeadline(c.end(), 1000, () => "closing the LISTEN connection took too long").catch(() => {});
     },
   };
 }
