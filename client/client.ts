@@ -18,13 +18,22 @@ import {
   getNode,
   isEmptyMutation,
   isTree,
+  lostOps,
   mergeAt,
   mutationFromInput,
   restrict,
 } from "../core/tree.ts";
 import { DEFAULT_LIMITS, type DeleteTree, type Limits, type Mutation, type Node, type Path, type Tree } from "../core/types.ts";
 import type { ClientStorage } from "./storage.ts";
-import { type Connection, ServerError, type Transport, type WireEvent, type WsTransportOptions, wsTransport } from "./transport.ts";
+import {
+  type Connection,
+  ServerError,
+  type Transport,
+  type WireEvent,
+  type WireResult,
+  type WsTransportOptions,
+  wsTransport,
+} from "./transport.ts";
 
 export type Status = "online" | "offline" | "syncing";
 
@@ -43,9 +52,11 @@ export interface PendingWrite {
   delete: DeleteTree;
   /**
    * Set once the server committed it: its version, the mutation as committed (what of the write
-   * won, docs/conflicts.md) and the paths of the parts that lost to later writes, if any.
+   * won, docs/conflicts.md) and the paths of the parts that lost to later writes, if any, with
+   * `winners`: the winning write's stamp for each of them, in the same order (null: not known, as
+   * for a queue stored by an older client, whose entries have no `winners`).
    */
-  committed?: { version: number; mutation: Mutation; lost?: Path[] | undefined } | undefined;
+  committed?: { version: number; mutation: Mutation; lost?: Path[] | undefined; winners?: (string | null)[] | undefined } | undefined;
 }
 
 /**
@@ -55,14 +66,16 @@ export interface PendingWrite {
 export interface Conflict {
   /** The local write that lost (as queued: its id, stamp and mutation). */
   write: PendingWrite;
-  /** Each losing part: its path, the value this write set there (undefined: a delete) and the winner's value now. */
-  lost: { path: Path; local: Node | undefined; winner: Node | undefined }[];
+  /**
+   * Each losing part: its path, the value this write set there (undefined: a delete), the winner's
+   * value now and the stamp of the write that beat it (`MutationResult.lost`; for a part an
+   * interceptor rewrote in this very commit, the commit's own stamp). Undefined only when the
+   * server could not say (a replay whose winner's tombstone was trimmed since).
+   */
+  lost: { path: Path; local: Node | undefined; winner: Node | undefined; winnerTs: string | undefined }[];
   /** The losing write's stamp. */
   ts: string;
-  /**
-   * The winning write's stamp. The server does not report it yet (MutationResult carries only the
-   * committed part), so this is undefined; the winner is known to be later than `ts`.
-   */
+  /** The latest of the parts' `winnerTs` (they differ when several writes beat parts of this one). */
   winnerTs: string | undefined;
 }
 
@@ -569,16 +582,16 @@ export class KoraClient {
 
   private reportConflict(w: PendingWrite): void {
     if (this.conflictListeners.size === 0) return;
-    const conflict: Conflict = {
-      write: { ...w },
-      lost: (w.committed?.lost ?? []).map((path) => ({
-        path,
-        local: getNode(applyMutation(emptyTree(), { merge: w.merge, delete: emptyTree() as DeleteTree }), path),
-        winner: getNode(this.confirmed, path),
-      })),
-      ts: w.ts,
-      winnerTs: undefined,
-    };
+    const winners = w.committed?.winners ?? [];
+    const lost = (w.committed?.lost ?? []).map((path, i) => ({
+      path,
+      local: getNode(applyMutation(emptyTree(), { merge: w.merge, delete: emptyTree() as DeleteTree }), path),
+      winner: getNode(this.confirmed, path),
+      winnerTs: winners[i] ?? undefined,
+    }));
+    let winnerTs: string | undefined;
+    for (const part of lost) if (part.winnerTs !== undefined && (winnerTs === undefined || part.winnerTs > winnerTs)) winnerTs = part.winnerTs;
+    const conflict: Conflict = { write: { ...w }, lost, ts: w.ts, winnerTs };
     for (const l of [...this.conflictListeners]) callListener(l, conflict);
   }
 
@@ -708,8 +721,9 @@ export class KoraClient {
         this.attempt = 0;
         if (result.ts) this.hlc.receive(result.ts);
         const committed = { merge: result.merge, delete: result.delete };
-        const lost = lostParts(w, committed);
-        w.committed = { version: Number(result.version), mutation: committed, ...(lost.length ? { lost } : {}) };
+        const lost = lostOps(w, committed).map((part) => part.path);
+        const winners = lost.map((path) => winnerOfPart(path, result));
+        w.committed = { version: Number(result.version), mutation: committed, ...(lost.length ? { lost, winners } : {}) };
         for (const hook of [...this.settleHooks]) hook(w.id, { write: w });
         this.waiters.get(w.id)?.resolve(w);
         this.waiters.delete(w.id);
@@ -875,33 +889,18 @@ export class KoraClient {
   }
 }
 
-/** Paths of the parts of `w` that are not in the mutation as committed: they lost to later writes. */
-function lostParts(w: PendingWrite, committed: Mutation): Path[] {
-  const lost: Path[] = [];
-  const leaves = (t: Tree, path: string[], visit: (p: string[], v: Node) => void) => {
-    for (const k in t) {
-      const v = t[k] as Node;
-      if (isTree(v)) leaves(v, [...path, k], visit);
-      else visit([...path, k], v);
-    }
-  };
-  leaves(w.merge, [], (path, value) => {
-    if (JSON.stringify(getNode(committed.merge, path)) !== JSON.stringify(value)) lost.push(path);
-  });
-  const marks = (d: DeleteTree, path: string[]) => {
-    for (const k in d) {
-      const v = d[k] as true | DeleteTree;
-      if (v === true) {
-        // Deleted as a whole, or only its older parts (a newer leaf under it survived): lost in part.
-        const at = [...path, k];
-        let covered = false;
-        for (let i = 1; i <= at.length && !covered; i++) covered = getNode(committed.delete as Tree, at.slice(0, i)) === true;
-        if (!covered) lost.push(at);
-      } else marks(v, [...path, k]);
-    }
-  };
-  marks(w.delete, []);
-  return lost;
+/**
+ * The stamp of the write that beat the lost part at `path`: the latest the server names for that
+ * path (a write may delete and merge the same path), else, for a part the resolution let through
+ * and an interceptor rewrote in the same commit, the commit's own stamp (null when unknown).
+ */
+function winnerOfPart(path: Path, result: WireResult): string | null {
+  let winner: string | null = null;
+  const key = keyOf(path);
+  for (const part of result.lost ?? []) {
+    if (keyOf(part.path) === key && (winner === null || part.winnerTs > winner)) winner = part.winnerTs;
+  }
+  return winner ?? result.ts ?? null;
 }
 
 /** Server errors after which a write stays queued and is retried on a later connection, with backoff. */

@@ -95,7 +95,13 @@ export function inProcessTransport(gateway: Gateway, caller?: Caller): InProcess
             handle.cut();
           }
           if (!alive) throw new Error("connection lost before the reply");
-          return { version: String(result.version), merge: result.mutation.merge, delete: result.mutation.delete, ts: result.ts ?? null };
+          return {
+            version: String(result.version),
+            merge: result.mutation.merge,
+            delete: result.mutation.delete,
+            ts: result.ts ?? null,
+            lost: (result.lost ?? []).map((part) => ({ path: [...part.path], winnerTs: part.winnerTs })),
+          };
         },
         close() {
           alive = false;

@@ -25,6 +25,8 @@ export interface WireResult {
   merge: Tree;
   delete: DeleteTree;
   ts?: string | null | undefined;
+  /** The parts that lost to later writes, each with the winner's stamp (`MutationResult.lost`). */
+  lost?: { path: string[]; winnerTs: string }[] | null | undefined;
 }
 
 export interface WriteRequest {
@@ -81,7 +83,7 @@ export const WATCH_DOCUMENT = `subscription KoraWatch($path: [String!]!, $since:
 }`;
 
 export const MUTATE_DOCUMENT = `mutation KoraMutate($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {
-  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) { version merge delete ts }
+  mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) { version merge delete ts lost { path winnerTs } }
 }`;
 
 export interface WsTransportOptions {

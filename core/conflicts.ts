@@ -6,9 +6,10 @@
  */
 import { KoraError } from "./errors.ts";
 import { Hlc, type Stamp, formatStamp, isStamp, parseStamp, randomNodeId } from "./hlc.ts";
-import { type Resolution, resolveWrite, stampQuery, winningResolution } from "./lww.ts";
-import type { BuildMutation } from "./store.ts";
-import type { Mutation } from "./types.ts";
+import { type LostPart, type Resolution, resolveWrite, stampQuery, winnerOf, winningResolution } from "./lww.ts";
+import type { BuildMutation, WriteStamps } from "./store.ts";
+import { lostOps } from "./tree.ts";
+import type { Change, Mutation } from "./types.ts";
 
 export interface ConflictOptions {
   /**
@@ -80,7 +81,8 @@ export class ConflictClock {
       if (writeId !== undefined) {
         const prior = await stamps.prior(writeId);
         if (prior) {
-          stamps.record({ ts: prior.ts ?? "", tombstones: new Map(), covered: new Set(), replay: prior });
+          const lost = typeof mutation === "function" ? [] : await replayLost(mutation, prior, stamps);
+          stamps.record({ ts: prior.ts ?? "", tombstones: new Map(), covered: new Set(), replay: prior, lost });
           return prior.mutation;
         }
       }
@@ -96,7 +98,7 @@ export class ConflictClock {
           ? winningResolution(mutation)
           : resolveWrite(mutation, ts, await stamps.read(stampQuery(mutation)));
       const built = await toBuild(resolution.mutation)(tx);
-      stamps.record({ ts, tombstones: resolution.tombstones, covered: resolution.covered, writeId });
+      stamps.record({ ts, tombstones: resolution.tombstones, covered: resolution.covered, writeId, lost: resolution.lost });
       return built;
     };
   }
@@ -116,4 +118,25 @@ export class ConflictClock {
     this.hlc.receive(ts);
     return ts;
   }
+}
+
+/**
+ * The lost parts of a write answered by its earlier result: which parts lost is not stored, so
+ * they are the ops missing from the committed mutation that a later stored entry beats now (an op
+ * an interceptor rewrote has none). Usually the same winners as the first reply; a write that came
+ * since and beats the part too is named instead, as the newer winner (its value is the one shown).
+ * A part whose winner is no longer known (its tombstone trimmed) is left out. Only a replay of a
+ * write that lost in part reads anything.
+ */
+async function replayLost(write: Mutation, prior: Change & { ts?: string | undefined }, stamps: WriteStamps): Promise<LostPart[]> {
+  const ts = prior.ts;
+  const missing = lostOps(write, prior.mutation);
+  if (ts === undefined || missing.length === 0) return [];
+  const entries = await stamps.read(stampQuery(write));
+  const lost: LostPart[] = [];
+  for (const { op, path } of missing) {
+    const winnerTs = winnerOf(op, path, ts, entries);
+    if (winnerTs !== undefined) lost.push({ path, winnerTs });
+  }
+  return lost;
 }

@@ -63,9 +63,20 @@ export interface StampQuery {
   maxUnder: Path[];
 }
 
+/**
+ * A part of a write that lost to a later write: the path of the op (a merged leaf, or a delete
+ * that removed only the older part of its subtree) and the stamp of the newest write that beat it.
+ */
+export interface LostPart {
+  path: Path;
+  winnerTs: Stamp;
+}
+
 export interface Resolution {
   /** The mutation to commit: what of the write wins. */
   mutation: Mutation;
+  /** The parts of the write that lost, each with the winner's stamp, in op order (deletes, then sets). */
+  lost: LostPart[];
   /** Tombstones to record (keep the greater stamps per path): path key -> tombstone. */
   tombstones: Map<string, Tomb>;
   /**
@@ -170,6 +181,41 @@ export function later(a: Stamp, b: Stamp): Stamp {
 }
 
 /**
+ * The stamp of the newest stored entry, later than `ts`, that beats an op of a write stamped `ts`
+ * at `path` (the rule of `resolveWrite`): for a set, a leaf at, under or above the path, a
+ * tombstone at or above it whose cover is later, or a tombstone under it whose shadow is later;
+ * for a delete, a leaf at or under the path (what it could not remove), else a tombstone at or
+ * under it whose shadow is later (such a leaf was there and has been deleted since: only a
+ * replayed write, answered after that, finds it so). Undefined when no stored entry is later. The
+ * newest, not the oldest, because the value the path holds now is that newest write's (or
+ * younger): it is the winner a user sees.
+ */
+export function winnerOf(op: "set" | "delete", path: Path, ts: Stamp, entries: StampEntries): Stamp | undefined {
+  const key = pathKey(path);
+  let winner: Stamp | undefined;
+  const see = (s: Stamp) => {
+    if (s > ts && (winner === undefined || s > winner)) winner = s;
+  };
+  for (const [k, s] of entries.leaves) if (k.startsWith(key)) see(s);
+  if (op === "delete") {
+    if (winner === undefined) for (const [k, t] of entries.tombstones) if (k.startsWith(key)) see(t.shadow);
+    return winner;
+  }
+  for (let i = 1; i < path.length; i++) {
+    const a = pathKey(path.slice(0, i));
+    const s = entries.leaves.get(a);
+    if (s !== undefined) see(s);
+    const t = entries.tombstones.get(a);
+    if (t !== undefined) see(t.cover);
+  }
+  for (const [k, t] of entries.tombstones) {
+    if (k === key) see(t.cover);
+    else if (k.startsWith(key)) see(t.shadow);
+  }
+  return winner;
+}
+
+/**
  * Resolves a write with stamp `ts` against the stored `entries` (at least those `stampQuery(m)`
  * names). Pure: `entries` is not modified.
  */
@@ -179,6 +225,7 @@ export function resolveWrite(m: Mutation, ts: Stamp, entries: StampEntries): Res
   const covered = new Set<string>();
   const merge = emptyTree();
   const del = Object.create(null) as DeleteTree;
+  const lost: LostPart[] = [];
   const { deletes, sets } = ops(m);
 
   const tombAt = (k: string): Tomb | undefined => {
@@ -200,7 +247,11 @@ export function resolveWrite(m: Mutation, ts: Stamp, entries: StampEntries): Res
       if (s > shadow) shadow = s;
     }
     if (older.length === keys.length) setIn(del, d, true);
-    else for (const k of older) setIn(del, keyPath(k), true);
+    else {
+      for (const k of older) setIn(del, keyPath(k), true);
+      // Newer leaves under D survive: this delete lost to them in part.
+      lost.push({ path: d, winnerTs: winnerOf("delete", d, ts, entries) ?? ts });
+    }
     for (const k of older) {
       leaves.delete(k);
       covered.add(k);
@@ -248,14 +299,17 @@ export function resolveWrite(m: Mutation, ts: Stamp, entries: StampEntries): Res
     } else {
       for (const k of removals) setIn(del, keyPath(k), true);
       putTomb(tombstones, key, ts, ts);
+      // (`?? ts`: only a stored entry with this very stamp, a client reusing a stamp, blocks
+      // without a later one.)
+      lost.push({ path: l, winnerTs: winnerOf("set", l, ts, entries) ?? ts });
     }
   }
-  return { mutation: { merge, delete: del }, tombstones, covered };
+  return { mutation: { merge, delete: del }, lost, tombstones, covered };
 }
 
 /** The resolution of a write whose stamp is newer than every stamp stored: it wins whole. */
 export function winningResolution(m: Mutation): Resolution {
-  return { mutation: m, tombstones: new Map(), covered: new Set() };
+  return { mutation: m, lost: [], tombstones: new Map(), covered: new Set() };
 }
 
 /**

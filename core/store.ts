@@ -4,7 +4,7 @@
  * (core/store/pglite.ts). See docs/storage.md for the schema and the versioning design.
  */
 import type { Stamp } from "./hlc.ts";
-import type { StampEntries, StampQuery, Tomb } from "./lww.ts";
+import type { LostPart, StampEntries, StampQuery, Tomb } from "./lww.ts";
 import type { Change, Leaf, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
 
 export interface ReadRequest {
@@ -66,6 +66,8 @@ export interface WriteRecord {
   writeId?: string | undefined;
   /** Commit nothing: the result is this earlier change (an idempotent replay). */
   replay?: (Change & { ts?: Stamp | undefined }) | undefined;
+  /** The parts of the write that lost to later writes, with the winners' stamps (for the result). */
+  lost?: LostPart[] | undefined;
 }
 
 /** A side-effect task to record in the outbox (docs/interceptors.md, "Effects"). */
@@ -129,6 +131,12 @@ export interface CommitResult extends Change {
   ts?: Stamp | undefined;
   /** True when this is the earlier result of a write id seen before: nothing was committed now. */
   replayed?: boolean | undefined;
+  /**
+   * The parts of the write that lost to later writes (per-leaf last writer wins, before
+   * interceptors), each with the stamp of the newest write that beat it (docs/conflicts.md).
+   * Absent or empty when nothing lost.
+   */
+  lost?: LostPart[] | undefined;
 }
 
 /** A leaf as a snapshot streams it: its full path, value and the stamp of the write that set it. */

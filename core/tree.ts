@@ -607,3 +607,39 @@ export function checkMutationSize(input: unknown, limits: Limits = DEFAULT_LIMIT
   }
   return bytes;
 }
+
+/**
+ * The ops of `write` missing from `committed` (the mutation as committed for it, docs/conflicts.md):
+ * merged leaves whose committed value differs (they lost to later writes, or an interceptor
+ * rewrote them) and deletes not committed whole (a newer leaf under them survived). The client
+ * reports them to `onConflict`; the server finds the winners of a replayed write's parts with it.
+ */
+export function lostOps(write: Mutation, committed: Mutation): { op: "set" | "delete"; path: Path }[] {
+  const lost: { op: "set" | "delete"; path: Path }[] = [];
+  const visitLeaves = (t: Tree, path: string[]) => {
+    for (const k in t) {
+      const v = t[k] as Node;
+      if (isTree(v)) visitLeaves(v, [...path, k]);
+      // equalNodes, not JSON text: a replay's committed mutation comes back from JSONB, which
+      // reorders the keys of objects inside arrays.
+      else if (!equalNodes(getNode(committed.merge, [...path, k]), v)) lost.push({ op: "set", path: [...path, k] });
+    }
+  };
+  const marks = (d: DeleteTree, path: string[]) => {
+    for (const k in d) {
+      const v = d[k] as true | DeleteTree;
+      if (v !== true) {
+        marks(v, [...path, k]);
+        continue;
+      }
+      // Deleted as a whole (here or at an ancestor), or only its older parts: lost in part.
+      const at = [...path, k];
+      let whole = false;
+      for (let i = 1; i <= at.length && !whole; i++) whole = getNode(committed.delete as Tree, at.slice(0, i)) === true;
+      if (!whole) lost.push({ op: "delete", path: at });
+    }
+  };
+  visitLeaves(write.merge, []);
+  marks(write.delete, []);
+  return lost;
+}

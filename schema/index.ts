@@ -4,12 +4,26 @@
  * and a test fails when the two drift.
  */
 import { type GraphQLSchema, printSchema } from "graphql";
+import type { LostPart } from "../core/lww.ts";
 import type { WatchEvent } from "../core/watch.ts";
 import type { MutationOutcome } from "../resolvers/mutation.ts";
 import { resolveDelete, resolveMerge, resolveMutate } from "../resolvers/mutation.ts";
 import { resolvePath } from "../resolvers/query.ts";
 import { subscribeWatch } from "../resolvers/watch.ts";
 import { builder } from "./builder.ts";
+
+const LostPartRef = builder.objectRef<LostPart>("LostPart").implement({
+  description:
+    "A part of a write that lost to a later write under per-leaf last writer wins (docs/conflicts.md): a merged leaf, or a delete that a newer leaf under it survived.",
+  fields: (t) => ({
+    path: t.stringList({ description: "The path of the part: the merged leaf, or the deleted path.", resolve: (p) => [...p.path] }),
+    winnerTs: t.string({
+      description:
+        "The hybrid-logical-clock stamp of the newest write that beat this part (a leaf's write, or a delete's: tombstones count), later than the write's `ts`.",
+      resolve: (p) => p.winnerTs,
+    }),
+  }),
+});
 
 const MutationResult = builder.objectRef<MutationOutcome>("MutationResult").implement({
   fields: (t) => ({
@@ -25,6 +39,12 @@ const MutationResult = builder.objectRef<MutationOutcome>("MutationResult").impl
       description:
         "The hybrid-logical-clock timestamp the write was recorded with: the `ts` argument, or the server's stamp when it was absent or too far ahead (docs/conflicts.md).",
       resolve: (r) => r.ts ?? null,
+    }),
+    lost: t.field({
+      type: [LostPartRef],
+      description:
+        "The parts of the write that lost to later writes (per-leaf last writer wins, decided before interceptors), each with the winner's stamp; empty when it won whole. Not in `merge`/`delete`.",
+      resolve: (r) => r.lost ?? [],
     }),
   }),
 });

@@ -113,9 +113,23 @@ describe("last-writer-wins resolution", () => {
         });
         const expected = inStampOrder(writes);
         const store = simStore();
+        const arrived: { m: Mutation; ts: string }[] = [];
         for (const i of arrival) {
           const w = writes[i] as { m: Mutation; ts: string };
-          simCommit(store, w.m, w.ts, fast);
+          const res = simCommit(store, w.m, w.ts, fast);
+          // Each lost part names its winner: a write that arrived before, stamped later, with an
+          // op at, under or above the part's path. A set is lost exactly when it is not committed.
+          for (const part of res.lost) {
+            expect(part.winnerTs > w.ts).toBe(true);
+            const winner = arrived.find((x) => x.ts === part.winnerTs);
+            expect(winner).toBeDefined();
+            expect(touches(winner?.m as Mutation, part.path)).toBe(true);
+          }
+          const lostKeys = new Set(res.lost.map((part) => pathKey(part.path)));
+          for (const [l] of ops(w.m).sets) {
+            expect(lostKeys.has(pathKey(l))).toBe(leafOf(res.mutation.merge, l) === undefined);
+          }
+          arrived.push(w);
         }
         expect(store.tree).toEqual(expected);
         // Per leaf: the stamp kept is the one of the write that set it.
@@ -170,6 +184,13 @@ describe("last-writer-wins resolution", () => {
     expect(JSON.parse(JSON.stringify(res.mutation))).toEqual({ merge: {}, delete: { a: { old: true } } });
   });
 });
+
+/** Whether an op of `m` is at, under or above `path`. */
+function touches(m: Mutation, path: readonly string[]): boolean {
+  const { deletes, sets } = ops(m);
+  const related = (p: readonly string[]) => p.every((k, i) => i >= path.length || path[i] === k);
+  return [...deletes, ...sets.map(([l]) => l)].some(related);
+}
 
 function leafOf(tree: Tree | undefined, p: readonly string[]): unknown {
   let node: unknown = tree;

@@ -70,6 +70,44 @@ for (const target of storeTargets()) {
       expect(await read(server.url, ["r"])).toEqual({ n: 7 });
     });
 
+    it("names, for each part that lost, the stamp of the write that beat it, tombstones included", async () => {
+      const LOST = `mutation($merge: JSONObject, $delete: JSONObject, $ts: String, $writeId: String) {
+        mutate(merge: $merge, delete: $delete, ts: $ts, writeId: $writeId) { merge delete lost { path winnerTs } } }`;
+      type Lost = { merge: Record<string, unknown>; delete: Record<string, unknown>; lost: { path: string[]; winnerTs: string }[] };
+      const mutate = async (vars: { merge?: unknown; delete?: unknown; ts?: string; writeId?: string }) =>
+        (await ok<{ mutate: Lost }>(server.url, LOST, vars)).mutate;
+      // A later leaf at the path.
+      await merge(["l1", "a"], 2, at(-1000, "w1"));
+      expect((await mutate({ merge: { l1: { a: 1 } }, ts: at(-2000) })).lost).toEqual([{ path: ["l1", "a"], winnerTs: at(-1000, "w1") }]);
+      // A later delete above the path: its tombstone's stamp.
+      await merge(["l2", "b", "x"], 0, at(-3000, "w1"));
+      await del(["l2", "b"], at(-500, "w2"));
+      expect((await mutate({ merge: { l2: { b: { x: 1 } } }, ts: at(-900) })).lost).toEqual([{ path: ["l2", "b", "x"], winnerTs: at(-500, "w2") }]);
+      // A later leaf at an ancestor (an object cannot be merged under it).
+      await merge(["l3"], "leaf", at(-500, "w3"));
+      expect((await mutate({ merge: { l3: { x: 1 } }, ts: at(-900) })).lost).toEqual([{ path: ["l3", "x"], winnerTs: at(-500, "w3") }]);
+      // A delete that a later leaf survives: that leaf's stamp; the older leaf is deleted.
+      await merge(["l4"], { old: 1 }, at(-3000, "w1"));
+      await merge(["l4", "new"], 2, at(-1000, "w4"));
+      const partial = await mutate({ delete: { l4: true }, ts: at(-2000) });
+      expect(partial.delete).toEqual({ l4: { old: true } });
+      expect(partial.lost).toEqual([{ path: ["l4"], winnerTs: at(-1000, "w4") }]);
+      // Parts beaten by different writes each name their own; the part that won is not listed.
+      await merge(["l5", "p"], 1, at(-800, "w5"));
+      await merge(["l5", "q"], 1, at(-700, "w6"));
+      const mixed = await mutate({ merge: { l5: { p: 2, q: 2, r: 2 } }, ts: at(-900), writeId: "w-lost-1" });
+      expect(mixed.merge).toEqual({ l5: { r: 2 } });
+      expect(mixed.lost).toEqual([
+        { path: ["l5", "p"], winnerTs: at(-800, "w5") },
+        { path: ["l5", "q"], winnerTs: at(-700, "w6") },
+      ]);
+      // A replay of that write id answers with the same parts and winners.
+      expect(await mutate({ merge: { l5: { p: 2, q: 2, r: 2 } }, ts: at(-900), writeId: "w-lost-1" })).toEqual(mixed);
+      // A write that wins, stamped or not, lost nothing.
+      expect((await mutate({ merge: { l5: { p: 3 } }, ts: at(-100) })).lost).toEqual([]);
+      expect((await mutate({ merge: { l5: { q: 3 } } })).lost).toEqual([]);
+    });
+
     it("bounds a clock far ahead and rejects a write older than the tombstone horizon", async () => {
       const future = formatStamp(now + 3_600_000, 0, "fast");
       const r = await merge(["f"], 1, future);

@@ -1032,7 +1032,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         const record = run.rec;
         if (record?.replay) {
           const { version: v, mutation: m, ts } = record.replay;
-          outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true } });
+          outcomes.push({ ok: true, result: { version: v, mutation: m, empty: false, ts, replayed: true, lost: record.lost } });
           continue;
         }
         if (record && (clock === undefined || record.ts > clock)) clock = record.ts;
@@ -1042,12 +1042,12 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         }
         if (isEmptyMutation(mutation)) {
           if (record && record.tombstones.size > 0) pending.push(planned(mutation, undefined, record));
-          outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts } });
+          outcomes.push({ ok: true, result: { version, mutation, empty: true, ts: record?.ts, lost: record?.lost } });
         } else {
           version += 1;
           pending.push(planned(mutation, version, record));
           applied.push(mutation);
-          outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts } });
+          outcomes.push({ ok: true, result: { version, mutation, empty: false, ts: record?.ts, lost: record?.lost } });
         }
         const tasks = run.tasks;
         const at = version;
