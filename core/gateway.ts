@@ -6,8 +6,20 @@ import { withDeadline } from "./deadline.ts";
 import { KoraError, showPath, unavailable } from "./errors.ts";
 import { type CommitOptions, ConflictClock, type ConflictOptions } from "./conflicts.ts";
 import type { BuildMutation, CommitResult, ReadRequest, ReadResult, Store } from "./store.ts";
-import { applyMutation, emptyTree, getNode } from "./tree.ts";
-import { DEFAULT_LIMITS, type Limits, type Mutation, type Node, type Path, type ReadOptions, type Tree } from "./types.ts";
+import { applyMutation, emptyTree, getNode, listChildren } from "./tree.ts";
+import {
+  type ChildSummary,
+  DEFAULT_LIMITS,
+  type KeysOptions,
+  type Limits,
+  type Mutation,
+  type Node,
+  type NodeType,
+  type Path,
+  type ReadOptions,
+  type Tree,
+  type Version,
+} from "./types.ts";
 import { type Watch, type WatchEvent, type WatchHub, type WatchOptions, createWatchHub } from "./watch.ts";
 
 /**
@@ -40,6 +52,15 @@ export interface Pipeline {
   authorize(target: Path, caller: Caller, kind: "query" | "watch"): Promise<void>;
   /** The part of a value read at `target` that `caller` may see (undefined when nothing). */
   filterValue(target: Path, value: Node | undefined, caller: Caller): Promise<Node | undefined>;
+  /**
+   * Which of `children`, listed at `target` by a keys listing, `caller` may see: exactly the
+   * keys that the `path` query of `target` would hold once filtered (`filterValue`), decided
+   * without reading the children's subtrees unless a hook decides only below a child: then that
+   * child is kept when anything under it is readable, found by listing keys with `list` (never
+   * values). `leaf`: what is stored at `target` is a leaf (`children` is then empty). Throws
+   * FORBIDDEN as `filterValue` does.
+   */
+  filterChildren(target: Path, leaf: boolean, children: readonly ChildSummary[], caller: Caller, list: ListChildren): Promise<ChildSummary[]>;
   /** The part of a watch event (rooted at []) that `caller` may see; null drops the event. */
   filterEvent(target: Path, mutation: Mutation, caller: Caller): Promise<Mutation | null>;
   /** Whether reads need checking at all (false: no read hooks, so reads skip the pipeline). */
@@ -48,6 +69,9 @@ export interface Pipeline {
   start?(gateway: Gateway): void;
   close?(): Promise<void>;
 }
+
+/** Lists one page of the children of `path` after `after` (keys only), for `filterChildren`. */
+export type ListChildren = (path: Path, after: string | undefined) => Promise<{ children: ChildSummary[]; more: boolean }>;
 
 /** The smallest logger interface Kora needs; pino satisfies it. */
 export interface Logger {
@@ -86,6 +110,18 @@ export interface GatewayOptions {
 
 export const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
+/** One page of a caller's keys listing (`Gateway.keys`). */
+export interface KeysPage {
+  /** The version the listing was read at (its first statement, when read rules made it read more). */
+  version: Version;
+  /** What is at the path: an object, or the leaf's type. */
+  type: NodeType;
+  /** The children, in byte order of keys. */
+  children: ChildSummary[];
+  /** The last child's key when more (readable) children follow it: pass it as `after`. */
+  next: string | undefined;
+}
+
 
 
 export interface Gateway {
@@ -101,6 +137,14 @@ export interface Gateway {
    * caller may not read at all yields a FORBIDDEN `KoraError` in its place.
    */
   query(requests: readonly ReadRequest[], caller: Caller): Promise<{ version: number; values: (Node | undefined | KoraError)[] }>;
+  /**
+   * Lists the children of `path` for a caller, keys only (the `keys` query): up to
+   * `options.limit` children after `options.after` that the caller may see, each with its type
+   * (and a small leaf's value), never what is below them. Undefined when `path` holds nothing
+   * readable or the selection has no children; a leaf at `path` is a page of its type with no
+   * children. FORBIDDEN where `path` would be.
+   */
+  keys(path: Path, options: KeysOptions, caller: Caller): Promise<KeysPage | undefined>;
   /**
    * Commits a normalized mutation through the pipeline as `caller` (default: internal), or a
    * builder run inside the write transaction as is.
@@ -189,6 +233,55 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     return { version: read.version, values };
   }
 
+  async function keys(path: Path, options: KeysOptions, caller: Caller): Promise<KeysPage | undefined> {
+    const { limit } = options;
+    const page = (version: Version, type: NodeType, children: ChildSummary[], more: boolean): KeysPage | undefined => {
+      if (type === "object" && children.length === 0) return undefined; // as `path`: no children selected is null
+      return { version, type, children, next: more ? children[children.length - 1]?.key : undefined };
+    };
+    if (pipeline) {
+      if (pipeline.checksReads) await pipeline.authorize(path, caller, "query");
+      // A virtual path: its resolver answers a `path` read (keys after `after` are those from
+      // `after + " "` on: no key holds a character below U+0020), then it is listed in memory.
+      const min = options.after === undefined ? {} : { min: `${options.after} ` };
+      const virtual = await pipeline.resolve(path, { ...min, limit: limit + 1 }, caller);
+      if (virtual) {
+        const value = pipeline.checksReads ? await pipeline.filterValue(path, virtual.value, caller) : virtual.value;
+        const listed = listChildren(value, options);
+        return listed.node === undefined ? undefined : page(await store.version(), listed.node, listed.children, listed.more);
+      }
+    }
+    if (!pipeline?.checksReads) {
+      const r = await store.keys(path, options);
+      return r.node === undefined ? undefined : page(r.version, r.node, r.children, r.more);
+    }
+    // Read rules: each page of the store's listing is filtered, and pages are read until `limit`
+    // readable children and one more are found (or the children end), so that `next` is never
+    // the key of a child the caller may not see.
+    const list: ListChildren = (p, after) => store.keys(p, { after, limit: 200, valueBytes: 0 });
+    const out: ChildSummary[] = [];
+    let version: Version | undefined;
+    let after = options.after;
+    for (;;) {
+      const r = await store.keys(path, { ...options, after });
+      version ??= r.version;
+      // (A later page may find the node changed by a commit since the first: the listing ends.)
+      if (r.node === undefined) break;
+      if (r.node !== "object") {
+        if (after !== options.after) break;
+        await pipeline.filterChildren(path, true, [], caller, list); // FORBIDDEN for an unreadable leaf
+        return page(version, r.node, [], false);
+      }
+      out.push(...(await pipeline.filterChildren(path, false, r.children, caller, list)));
+      const last = r.children[r.children.length - 1];
+      // Every round moves `after` forward through the children: bounded by their number.
+      if (out.length > limit || !r.more || !last) break;
+      after = last.key;
+    }
+    const more = out.length > limit;
+    return version === undefined ? undefined : page(version, "object", out.slice(0, limit), more);
+  }
+
   /** A client's wait for the store ends at its deadline; server-side work has none. */
   const bounded = <T>(caller: Caller, work: Promise<T>, message: () => string): Promise<T> =>
     caller.internal ? work : withDeadline(work, requestTimeoutMs, message);
@@ -205,6 +298,8 @@ export async function createGateway(options: GatewayOptions): Promise<Gateway> {
     read: (requests) => store.read(requests),
     query: (requests, caller) =>
       bounded(caller, query(requests, caller), () => `the store did not answer the read within ${requestTimeoutMs} ms; retry later`),
+    keys: (path, keysOptions, caller) =>
+      bounded(caller, keys(path, keysOptions, caller), () => `the store did not answer the listing of ${showPath(path)} within ${requestTimeoutMs} ms; retry later`),
     conflicts,
     commit(mutation, caller = INTERNAL_CALLER, commitOptions = {}) {
       return bounded(

@@ -5,7 +5,9 @@
  */
 import type { Stamp } from "./hlc.ts";
 import type { LostPart, StampEntries, StampQuery, Tomb } from "./lww.ts";
-import type { Change, Leaf, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
+import type { Change, KeysOptions, KeysResult, Leaf, Mutation, Node, Path, ReadOptions, Version } from "./types.ts";
+
+export type { ChildSummary, KeysOptions, KeysResult, NodeType } from "./types.ts";
 
 export interface ReadRequest {
   path: Path;
@@ -201,6 +203,12 @@ export interface Store {
   /** Reads several subtrees in one round trip and one snapshot. */
   read(requests: readonly ReadRequest[]): Promise<ReadResult>;
   /**
+   * Lists the children of `path`, keys only: each child's key and type, and a small leaf's value,
+   * without reading anything below the children (one index probe per child, whatever the size
+   * of its subtree). One snapshot.
+   */
+  keys(path: Path, options: KeysOptions): Promise<KeysResult>;
+  /**
    * Commits one mutation atomically and gives it the next version. Concurrent calls may be
    * batched into one transaction (group commit); each still gets its own version and its own
    * all-or-nothing outcome.
@@ -223,6 +231,12 @@ export interface Store {
   readonly feed: ChangeFeed;
   /** The query plan of reading `path` (diagnostics and tests: a subtree read is an index range scan). */
   explain?(path: Path): Promise<string>;
+  /**
+   * Runs the keys listing of `path` under EXPLAIN (ANALYZE, BUFFERS) (diagnostics and tests: a
+   * listing touches a few blocks per child, not its children's subtrees). `blocks` is the shared
+   * buffers it touched, hit or read.
+   */
+  explainKeys?(path: Path, options: KeysOptions): Promise<{ plan: string; blocks: number }>;
   /** The side-effect outbox (docs/interceptors.md); absent on stores without one. */
   readonly outbox?: Outbox;
   /** The state of the store's connections and change feed (without a round trip). */

@@ -9,8 +9,11 @@
 import { KoraError, badInput, showPath } from "./errors.ts";
 import {
   DEFAULT_LIMITS,
+  type ChildSummary,
   type DeleteTree,
   type Json,
+  type KeysOptions,
+  type KeysResult,
   type Leaf,
   type Limits,
   type Mutation,
@@ -371,6 +374,34 @@ export function select(node: Node | undefined, options: ReadOptions = {}): Node 
   const out = emptyTree();
   for (const k of keys) out[k] = node[k] as Node;
   return out;
+}
+
+/** What a node is for a keys listing: an object or its leaf type. */
+function nodeType(node: Node): ChildSummary["type"] {
+  if (isTree(node)) return "object";
+  if (Array.isArray(node)) return "array";
+  return typeof node as "string" | "number" | "boolean";
+}
+
+/**
+ * The keys-only listing of a node held in memory, as `Store.keys` lists one stored (virtual
+ * paths, test stores). A leaf's size is its JSON.stringify length in bytes (the SQL stores count
+ * PostgreSQL's own text, which may space arrays differently).
+ */
+export function listChildren(node: Node | undefined, options: KeysOptions): Omit<KeysResult, "version"> {
+  if (node === undefined) return { node: undefined, children: [], more: false };
+  if (!isTree(node)) return { node: nodeType(node), children: [], more: false };
+  const { after, limit } = options;
+  const valueBytes = options.valueBytes ?? 1024;
+  const keys = sortedKeys(node).filter((k) => after === undefined || compareKeys(k, after) > 0);
+  const children = keys.slice(0, limit).map((key): ChildSummary => {
+    const child = node[key] as Node;
+    const type = nodeType(child);
+    if (type === "object") return { key, type };
+    const bytes = utf8Length(JSON.stringify(child));
+    return bytes <= valueBytes ? { key, type, value: child as Leaf, bytes } : { key, type, bytes };
+  });
+  return { node: "object", children, more: keys.length > limit };
 }
 
 // ---------------------------------------------------------------------------------------------

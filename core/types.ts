@@ -70,3 +70,36 @@ export interface ReadOptions {
   /** Take children from the end of the range instead of the start. */
   reverse?: boolean | undefined;
 }
+
+/** What a node is, as a keys-only listing tells it: an object, or a leaf's JSON type. */
+export type NodeType = "object" | "string" | "number" | "boolean" | "array";
+
+/** One child in a keys-only listing (`Store.keys`): what it is, never what is below it. */
+export interface ChildSummary {
+  key: string;
+  type: NodeType;
+  /** A leaf's value, when its JSON text is at most `valueBytes` (absent for objects). */
+  value?: Leaf | undefined;
+  /** A leaf's size in bytes of JSON text (absent for objects). */
+  bytes?: number | undefined;
+}
+
+export interface KeysOptions {
+  /** Children whose keys come after this one (exclusive, in byte order); default from the first. */
+  after?: string | undefined;
+  /** Most children to list (>= 1). */
+  limit: number;
+  /** Largest leaf (bytes of JSON) whose value is included. Default 1024; 0 includes none. */
+  valueBytes?: number | undefined;
+}
+
+export interface KeysResult {
+  /** The version of the last mutation the listing includes (one snapshot). */
+  version: Version;
+  /** What is stored at the path: undefined when nothing is. */
+  node: NodeType | undefined;
+  /** The children after `after`, in byte order of keys, at most `limit`; empty for a leaf. */
+  children: ChildSummary[];
+  /** True when more children follow the last one listed. */
+  more: boolean;
+}

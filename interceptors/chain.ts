@@ -3,7 +3,7 @@
  * Hooks are sorted by phase once, here, so a phase no interceptor uses costs nothing.
  * docs/interceptors.md describes what each hook sees and when it runs.
  */
-import { type Caller, type Gateway, type Logger, type Pipeline, INTERNAL_CALLER } from "../core/gateway.ts";
+import { type Caller, type Gateway, type ListChildren, type Logger, type Pipeline, INTERNAL_CALLER } from "../core/gateway.ts";
 import { KoraError, isKoraError, showPath } from "../core/errors.ts";
 import type { BuildMutation, CommitResult, WriteContext } from "../core/store.ts";
 import {
@@ -20,7 +20,7 @@ import {
   mutationFromInput,
   restrict,
 } from "../core/tree.ts";
-import type { DeleteTree, Limits, Mutation, Node, Path, ReadOptions, Tree } from "../core/types.ts";
+import type { ChildSummary, DeleteTree, Limits, Mutation, Node, Path, ReadOptions, Tree } from "../core/types.ts";
 import { type EffectRunner, createEffectRunner } from "./effects.ts";
 import { type CompiledPattern, type Cursor, START, compilePatterns, complete, deeper, keysOf, matchMutation, matchPath, step } from "./pattern.ts";
 import type { EffectTask, Interceptor, Match, MutationHookArgs, MutationInput, ReadHookArgs, ReadKind } from "./types.ts";
@@ -249,6 +249,8 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
   }
 
   type Cursors = (Cursor | undefined)[];
+  /** An interceptor that has not decided a read yet, with its cursors where the check stands. */
+  type Undecided = { e: Entry; cursors: Cursors };
 
   /**
    * Checks the paths from the root down to `target`. Returns "granted" (the interceptor allows
@@ -335,6 +337,67 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
     return out as Node | undefined;
   }
 
+  async function filterChildren(
+    target: Path,
+    leaf: boolean,
+    children: readonly ChildSummary[],
+    caller: Caller,
+    list: ListChildren,
+  ): Promise<ChildSummary[]> {
+    const base = baseArgs(target, caller, "query");
+    // The interceptors that decide nothing at or above `target`, with their cursors there.
+    const open: Undecided[] = [];
+    for (const e of beforeRead) {
+      const state = await checkAncestors(e, target, base, leaf);
+      if (state === "denied") throw forbidden(target, e);
+      if (state !== "granted") open.push({ e, cursors: state });
+    }
+    if (leaf || open.length === 0) return [...children];
+    const out: ChildSummary[] = [];
+    for (const child of children) if (await readable(open, target, child, base, list)) out.push(child);
+    return out;
+  }
+
+  /**
+   * Whether anything at or under `child` of `parent` is left once every interceptor in `open`
+   * has pruned it, as `prune` run by each in turn would leave it: the path is out when one of
+   * them says `false` here; in when each has said `true` here or above, or has no pattern that
+   * could match deeper (or the child is a leaf: nothing deeper is delivered); otherwise (an
+   * object some interceptor decides only below) it is in when one of its own children is. That
+   * search lists keys, never values, and stops at the first readable descendant; at worst it
+   * visits every key of the subtree that `path` would have read whole.
+   */
+  async function readable(
+    open: readonly Undecided[],
+    parent: Path,
+    child: ChildSummary,
+    base: Omit<ReadHookArgs, keyof Match | "leaf" | "data">,
+    list: ListChildren,
+  ): Promise<boolean> {
+    const path = [...parent, child.key];
+    const isLeaf = child.type !== "object";
+    const deeperOpen: Undecided[] = [];
+    for (const { e, cursors } of open) {
+      const next = cursors.map((c, j) => (c ? step(e.patterns[j] as CompiledPattern, c, child.key) : undefined));
+      const at = next.findIndex((c, j) => c !== undefined && complete(e.patterns[j] as CompiledPattern, c));
+      let v: boolean | undefined;
+      if (at >= 0) v = await verdict(e, base, { path, captures: (next[at] as Cursor).captures }, isLeaf);
+      if (v === false) return false;
+      if (v === true || isLeaf) continue;
+      if (next.some((c, j) => c !== undefined && deeper(e.patterns[j] as CompiledPattern, c))) deeperOpen.push({ e, cursors: next });
+    }
+    if (deeperOpen.length === 0) return true;
+    let after: string | undefined;
+    // Bounded by the subtree's keys (every page moves `after` forward) and by the request's deadline.
+    for (;;) {
+      const page = await list(path, after);
+      for (const grandchild of page.children) if (await readable(deeperOpen, path, grandchild, base, list)) return true;
+      const last = page.children[page.children.length - 1];
+      if (!page.more || !last) return false;
+      after = last.key;
+    }
+  }
+
   async function filterEvent(target: Path, mutation: Mutation, caller: Caller): Promise<Mutation | null> {
     const base = baseArgs(target, caller, "event");
     let merge: unknown = getNode(mutation.merge, target);
@@ -388,6 +451,7 @@ export function createInterceptorChain(options: ChainOptions): InterceptorChain 
     committed,
     authorize,
     filterValue,
+    filterChildren,
     filterEvent,
     resolve,
     start(gateway) {

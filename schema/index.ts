@@ -4,10 +4,13 @@
  * and a test fails when the two drift.
  */
 import { type GraphQLSchema, printSchema } from "graphql";
+import type { KeysPage } from "../core/gateway.ts";
 import type { LostPart } from "../core/lww.ts";
+import type { ChildSummary } from "../core/types.ts";
 import type { WatchEvent } from "../core/watch.ts";
 import type { MutationOutcome } from "../resolvers/mutation.ts";
 import { resolveDelete, resolveMerge, resolveMutate } from "../resolvers/mutation.ts";
+import { resolveKeys } from "../resolvers/keys.ts";
 import { resolvePath } from "../resolvers/query.ts";
 import { subscribeWatch } from "../resolvers/watch.ts";
 import { builder } from "./builder.ts";
@@ -72,6 +75,52 @@ const WatchEventRef = builder.objectRef<WatchEvent>("WatchEvent").implement({
   }),
 });
 
+const NodeTypeRef = builder.enumType("NodeType", {
+  description: "What a node is: an object, or the JSON type of a leaf.",
+  values: {
+    OBJECT: { value: "object" },
+    STRING: { value: "string" },
+    NUMBER: { value: "number" },
+    BOOLEAN: { value: "boolean" },
+    ARRAY: { value: "array" },
+  } as const,
+});
+
+const ChildKeyRef = builder.objectRef<ChildSummary>("ChildKey").implement({
+  description: "A child in a keys listing: its key and what it is, never what is below it.",
+  fields: (t) => ({
+    key: t.string({ resolve: (c) => c.key }),
+    type: t.field({ type: NodeTypeRef, resolve: (c) => c.type }),
+    value: t.field({
+      type: "JSON",
+      nullable: true,
+      description: "A leaf's value when its JSON is at most 1 KiB; null for objects and larger leaves (read them with `path`).",
+      resolve: (c) => c.value ?? null,
+    }),
+    size: t.int({
+      nullable: true,
+      description: "A leaf's size in bytes of JSON text (as PostgreSQL prints it); null for objects.",
+      resolve: (c) => c.bytes ?? null,
+    }),
+  }),
+});
+
+const KeysPageRef = builder.objectRef<KeysPage>("KeysPage").implement({
+  fields: (t) => ({
+    version: t.string({
+      description: "The version the listing was read at: a `watch` with `since` set to it misses no later change.",
+      resolve: (p) => String(p.version),
+    }),
+    type: t.field({ type: NodeTypeRef, description: "What is at `path`: OBJECT, or a leaf's type (a leaf has no children).", resolve: (p) => p.type }),
+    children: t.field({ type: [ChildKeyRef], description: "The children, in byte order of keys.", resolve: (p) => p.children }),
+    next: t.string({
+      nullable: true,
+      description: "The last child's key when more children follow it (pass it as `after`); null at the end.",
+      resolve: (p) => p.next ?? null,
+    }),
+  }),
+});
+
 builder.queryType({
   fields: (t) => ({
     path: t.field({
@@ -87,6 +136,18 @@ builder.queryType({
         reverse: t.arg.boolean(),
       },
       resolve: (_root, args, ctx) => resolvePath(args, ctx),
+    }),
+    keys: t.field({
+      type: KeysPageRef,
+      nullable: true,
+      description:
+        "The direct children of `path`, keys only: each child's key and type (and a small leaf's value), without reading below them. Up to `limit` (1 to 1000, default 100) children after `after` (exclusive), in byte order of keys; `next` continues. Read rules apply as to `path`: a child the caller may not see is not listed (and `limit` counts the listed ones). Null when nothing readable is selected, as `path`; a leaf at `path` is a page of its type with no children.",
+      args: {
+        path: t.arg.stringList({ required: true }),
+        after: t.arg.string(),
+        limit: t.arg.int(),
+      },
+      resolve: (_root, args, ctx) => resolveKeys(args, ctx),
     }),
   }),
 });

@@ -209,6 +209,9 @@ export function createMetrics(options: MetricsOptions = {}): Metrics {
           reads.inc(requests.length);
           return inner.read(requests).catch(failed("read"));
         },
+        keys(path, options) {
+          return inner.keys(path, options).catch(failed("keys"));
+        },
         changes(after, limit) {
           return inner.changes(after, limit).catch(failed("changes"));
         },

@@ -12,38 +12,10 @@ import { Writable } from "node:stream";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import type { Store } from "../core/store.ts";
 import { applyMutation, emptyTree, mutationFromInput } from "../core/tree.ts";
-import type { Tree } from "../core/types.ts";
 import { backupStore, exportTree, importTree, restoreStore } from "../server/treefile.ts";
 import { ensureBuilt, kora } from "./helpers/cli.ts";
+import { bigTree, parse } from "./helpers/trees.ts";
 import { databaseUrl, dropSchema, postgresTarget, pgliteTarget, storeTargets, uniqueSchema } from "./helpers/db.ts";
-
-/** JSON.parse keeping `__proto__` and friends as plain keys. */
-function parse(text: string): unknown {
-  return JSON.parse(text, (_k, v) => (v && typeof v === "object" && !Array.isArray(v) ? Object.assign(Object.create(null), v) : v));
-}
-
-const HOSTILE = [
-  "__proto__", "constructor", "toString", "hasOwnProperty", ":", "/", ".", "$", "#", "[", "]", "%", "_", "*", " ", "a b",
-  "\"", "\\", "'", "😀", "\uFFFD", "\u2028", "\u00e9", "e\u0301", "~0", "~1", "..", "%2F", "$uid", "null", "true", "0", "-1",
-  "x".repeat(768), "é".repeat(384),
-];
-
-/** 100,000 leaves: hostile keys at every level, values of every JSON kind. */
-function bigTree(): Tree {
-  const root = Object.create(null) as Tree;
-  let leaves = 0;
-  for (let i = 0; leaves < 100_000; i++) {
-    const top = HOSTILE[i % (HOSTILE.length - 2)] as string; // (the two longest keys get no suffix below)
-    const group = (root[`${top}:${Math.floor(i / (HOSTILE.length - 2))}`] ??= Object.create(null)) as Tree;
-    for (let j = 0; j < 50 && leaves < 100_000; j++, leaves++) {
-      const key = j < HOSTILE.length ? (HOSTILE[j] as string) : `k${j}`;
-      const kind = (i + j) % 5;
-      group[key] =
-        kind === 0 ? `v${i}.${j} ✓ "quoted" \\ \u2028` : kind === 1 ? i * 1000 + j + 0.5 : kind === 2 ? j % 2 === 0 : kind === 3 ? [i, null, { __proto__: j, "": "x" }] : -i;
-    }
-  }
-  return root;
-}
 
 describe("kora export and import", () => {
   const dir = mkdtempSync(join(tmpdir(), "kora-transfer-"));
@@ -68,9 +40,10 @@ describe("kora export and import", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  // The library functions the commands run (server/treefile.ts), in-process: six spawns that
-  // each open a store do not fit a test's budget on a loaded machine. The commands themselves
-  // are run on smaller trees below.
+  // The library functions the commands run (server/treefile.ts), in-process, on every store
+  // target (two PGlite schemas without DATABASE_URL). The commands themselves move the same tree
+  // PGlite -> PostgreSQL -> PGlite as child processes in test/cli.roundtrip.test.ts (about 30 s,
+  // so only there), and are run on smaller trees below.
   it("moves 100,000 leaves with hostile keys between PGlite and PostgreSQL (and back) exactly", async () => {
     const tree = bigTree();
     const source = join(dir, "tree.json");

@@ -10,7 +10,7 @@ import type { ChangeFeed, Store, WriteContext } from "../core/store.ts";
 import { createPostgresStore } from "../core/store/index.ts";
 import { MIGRATIONS } from "../core/store/migrations.ts";
 import { listenerName } from "../core/store/postgres.ts";
-import { deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
+import { compareKeys, deleteAt, mergeAt, mutationFromInput } from "../core/tree.ts";
 import type { Mutation, ReadOptions, Tree } from "../core/types.ts";
 import { databaseUrl, dropSchema, pgClient, postgresTarget, storeTargets, uniqueSchema } from "./helpers/db.ts";
 
@@ -263,6 +263,101 @@ describe.each(storeTargets())("store conformance on $name", (target) => {
     expect(await get(["m"], { min: "c5", max: "c5" })).toBeUndefined();
     expect(await get(["m"], { min: "c7", max: "c2", limit: 3 })).toBeUndefined();
     expect(await get(["m", "c1", "n3"], { limit: 1, reverse: true })).toEqual({ y: { z: 3 } });
+  });
+
+  it("lists children keys only: byte order, types, small leaves' values, pages after a key", async () => {
+    const P = "__proto__"; // a plain key here, never the accessor
+    const hostile = [" ", "a", "a b", "a_", "ab", "Z", "é", "🎉", "日本", P, "constructor", "%", "/", ".", ":", "0", "10", ",", "{"];
+    const value = Object.create(null) as Record<string, unknown>;
+    hostile.forEach((k, i) => {
+      // Objects (some holding hostile keys themselves) and every kind of leaf, in turn.
+      value[k] = [Object.assign(Object.create(null), { [k]: { deep: i } }), `s${i},"{}`, i + 0.5, i % 2 === 0, [i, { [P]: k }, null]][i % 5];
+    });
+    value.big = "x".repeat(2000);
+    await commit(mergeAt(["k"], value));
+    const order = Object.keys(value).sort(compareKeys);
+
+    const all = await store.keys(["k"], { limit: 1000 });
+    expect(all.node).toBe("object");
+    expect(all.more).toBe(false);
+    expect(all.version).toBe(await store.version());
+    expect(all.children.map((c) => c.key)).toEqual(order);
+    for (const c of all.children) {
+      const v = value[c.key];
+      if (c.key === "big") expect(c).toEqual({ key: "big", type: "string", bytes: 2002 }); // too big to carry
+      else if (typeof v === "object" && v !== null && !Array.isArray(v)) expect(c, c.key).toEqual({ key: c.key, type: "object" });
+      else {
+        expect(c.type, c.key).toBe(Array.isArray(v) ? "array" : typeof v);
+        expect(plain(c.value), c.key).toEqual(plain(v));
+        expect(c.bytes, c.key).toBeGreaterThanOrEqual(JSON.stringify(v).length);
+      }
+    }
+    const array = all.children.find((c) => c.key === "ab")?.value as unknown[]; // [4, {"__proto__": "ab"}, null]
+    expect(Object.getPrototypeOf(array[1])).toBeNull();
+    expect((array[1] as Record<string, unknown>)[P]).toBe("ab");
+
+    // Pages: `after` is exclusive and need not be a key that exists.
+    const pages: string[] = [];
+    let after: string | undefined;
+    for (let i = 0; i < 20; i++) {
+      const page = await store.keys(["k"], { limit: 3, after });
+      pages.push(...page.children.map((c) => c.key));
+      if (!page.more) break;
+      expect(page.children).toHaveLength(3);
+      after = page.children[2]?.key;
+    }
+    expect(pages).toEqual(order);
+    expect((await store.keys(["k"], { limit: 2, after: "a" })).children.map((c) => c.key)).toEqual(["a b", "a_"]); // not "a"'s subtree
+    expect((await store.keys(["k"], { limit: 2, after: "aa" })).children.map((c) => c.key)).toEqual(["ab", "big"]);
+    expect((await store.keys(["k"], { limit: 1, valueBytes: 0 })).children).toEqual([{ key: " ", type: "object" }]);
+    expect((await store.keys(["k"], { limit: 2, after: ":", valueBytes: 0 })).children).toEqual([
+      { key: "Z", type: "object" },
+      { key: P, type: "array", bytes: expect.any(Number) },
+    ]);
+    expect((await store.keys(["k"], { limit: 1, after: "a" })).children).toEqual([{ key: "a b", type: "number", value: 2.5, bytes: 3 }]);
+    const beyond = await store.keys(["k"], { limit: 5, after: "\u{10ffff}" });
+    expect([beyond.node, beyond.children, beyond.more]).toEqual(["object", [], false]);
+
+    // A leaf at the path has no children; nothing stored is no node.
+    expect(await store.keys(["k", "a"], { limit: 5 })).toMatchObject({ node: "string", children: [], more: false });
+    expect(await store.keys(["k", "nothing"], { limit: 5 })).toMatchObject({ node: undefined, children: [], more: false });
+    expect(await store.keys(["k", "a", "under a leaf"], { limit: 5 })).toMatchObject({ node: undefined, children: [] });
+    // Deeper, and at the root.
+    expect((await store.keys(["k", "constructor"], { limit: 5 })).children).toEqual([{ key: "constructor", type: "object" }]);
+    expect((await store.keys([], { limit: 5 })).children).toEqual([{ key: "k", type: "object" }]);
+  });
+
+  it("a keys listing touches a few blocks per child, whatever its children hold", async () => {
+    // Twenty children holding 1,000 leaves and a 100 KB (TOASTed) string each, and twenty leaf
+    // children: listing the first costs no more than listing the second. Reading the subtrees
+    // (about 4 MB) or one value below each child would touch hundreds of blocks.
+    const heavy = Object.create(null) as Record<string, unknown>;
+    const light = Object.create(null) as Record<string, unknown>;
+    // Incompressible text, so PostgreSQL keeps it out of line in TOAST (a repeated character
+    // would compress to a few hundred bytes and stay in the row).
+    let seed = 12345;
+    const noise = (n: number) =>
+      Array.from({ length: n }, () => {
+        seed = (seed * 1103515245 + 12345) % 2147483648;
+        return String.fromCharCode(48 + (seed % 75));
+      }).join("");
+    for (let c = 0; c < 20; c++) {
+      const child = Object.create(null) as Record<string, unknown>;
+      child.a = noise(100_000);
+      for (let i = 0; i < 1000; i++) child[`n${String(i).padStart(4, "0")}`] = "y".repeat(200);
+      heavy[`c${String(c).padStart(2, "0")}`] = child;
+      light[`c${String(c).padStart(2, "0")}`] = c;
+    }
+    await commit(mergeAt(["heavy"], heavy));
+    await commit(mergeAt(["light"], light));
+    const explain = (store as { explainKeys?: Store["explainKeys"] }).explainKeys;
+    if (!explain) throw new Error(`store ${target.name} does not expose explainKeys()`);
+    const h = await explain(["heavy"], { limit: 50 });
+    const l = await explain(["light"], { limit: 50 });
+    expect((await store.keys(["heavy"], { limit: 50 })).children).toHaveLength(20);
+    expect(h.blocks).toBeGreaterThan(0);
+    // Measured: 143 and 141 blocks; fetching the 100 KB string below each child made it 460.
+    expect(h.blocks).toBeLessThanOrEqual(l.blocks + 20);
   });
 
   it("round-trips __proto__ and constructor keys through the tree and the change log", async () => {

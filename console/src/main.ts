@@ -68,43 +68,52 @@ async function adminApi<T>(path: string, body?: unknown): Promise<T> {
   return out;
 }
 
-const READ = "query($path: [String!]!, $min: String, $limit: Int) { path(path: $path, min: $min, limit: $limit) }";
+// Children are listed with `keys` (each child's key and type, a small leaf's value; nothing
+// below a child is read or sent): opening the parent of a node with 100,000 children costs what
+// opening a node with ten does. `path` reads one leaf too large to come with its listing.
+const KEYS = "query($path: [String!]!, $after: String, $limit: Int) { keys(path: $path, after: $after, limit: $limit) { version type next children { key type value size } } }";
+const READ = "query($path: [String!]!) { path(path: $path) }";
 const MERGE = "mutation($path: [String!]!, $value: JSON!) { merge(path: $path, value: $value) { version } }";
 const DELETE = "mutation($path: [String!]!) { delete(path: $path) { version } }";
-const WATCH = "subscription($path: [String!]!) { watch(path: $path) { version snapshot merge delete } }";
+// Watches start at the listing's version (`since`): the server sends only later changes, not a
+// snapshot of the whole subtree (which could be 100,000 leaves) as a watch without `since` does.
+const WATCH = "subscription($path: [String!]!, $since: String) { watch(path: $path, since: $since) { version snapshot merge delete } }";
 
 // ---------------------------------------------------------------------------------------------
 // Tree state: loaded pages of children per expanded path, and watches of every expanded node.
 
-const encoder = new TextEncoder();
-/** Children are ordered by the bytes of their keys (docs/tree.md), not by UTF-16. */
-function byBytes(a: string, b: string): number {
-  const x = encoder.encode(a);
-  const y = encoder.encode(b);
-  for (let i = 0; i < Math.min(x.length, y.length); i++) if (x[i] !== y[i]) return (x[i] as number) - (y[i] as number);
-  return x.length - y.length;
-}
-
 const keyOf = (path: Path) => JSON.stringify(path);
 const isObject = (v: unknown): v is Record<string, Json> => typeof v === "object" && v !== null && !Array.isArray(v);
 
-interface Loaded {
-  /** Children in byte order: key and value (an object's value is only a preview). */
-  children: [string, Json][];
-  more: boolean;
-  /** The node is a leaf (or gone): its value. */
-  leaf?: Json | undefined;
+/** A child as `keys` lists it: an object (`type` "OBJECT") or a leaf, whose value comes when small. */
+interface ChildKey {
+  key: string;
+  type: "OBJECT" | "STRING" | "NUMBER" | "BOOLEAN" | "ARRAY";
+  value: Json;
+  size: number | null;
 }
 
-/** Loads up to PAGE children of `path` after `after` (exclusive), or the whole page from the start. */
+interface Loaded {
+  /** Children in byte order (the server's order). */
+  children: ChildKey[];
+  /** The key to list on from, when more children follow. */
+  next: string | null;
+  /** The version the first page was read at: where the watch starts. */
+  version: string;
+}
+
+/** Lists up to PAGE children of `path` after `after` (exclusive), or from the start. */
 async function loadChildren(path: Path, after?: string): Promise<Loaded> {
-  const data = await gql<{ path: Json }>(READ, { path, limit: PAGE + 1, ...(after !== undefined ? { min: after } : {}) });
-  const value = data.path;
-  if (!isObject(value)) return { children: [], more: false, leaf: value };
-  let keys = Object.keys(value).sort(byBytes);
-  if (after !== undefined) keys = keys.filter((k) => byBytes(k, after) > 0);
-  const more = keys.length > PAGE;
-  return { children: keys.slice(0, PAGE).map((k) => [k, value[k] as Json]), more };
+  const data = await gql<{ keys: (Loaded & { type: string }) | null }>(KEYS, { path, limit: PAGE, ...(after !== undefined ? { after } : {}) });
+  const page = data.keys;
+  if (page === null) return { children: [], next: null, version: "" };
+  return { children: page.children, next: page.next, version: page.version };
+}
+
+/** A leaf's whole value: the one that came with its listing, else read with `path`. */
+async function leafValue(path: Path, child: ChildKey): Promise<Json | undefined> {
+  if (child.value !== null) return child.value;
+  return (await gql<{ path: Json }>(READ, { path })).path ?? undefined;
 }
 
 /** Keys directly under `path` that a watch event's merge or delete touches. */
@@ -125,10 +134,11 @@ function changedKeys(event: { merge: Json; delete: Json }, path: Path): string[]
 // ---------------------------------------------------------------------------------------------
 // Components
 
-function valueView(v: Json) {
-  if (isObject(v)) return h("span", { class: "value type-object" }, "{…}");
-  const type = Array.isArray(v) ? "array" : typeof v;
-  const text = JSON.stringify(v);
+function valueView(child: ChildKey) {
+  const type = child.type.toLowerCase();
+  if (child.type === "OBJECT") return h("span", { class: "value type-object" }, "{…}");
+  if (child.value === null) return h("span", { class: `value type-${type}`, title: `${child.size} bytes` }, `${type}, ${child.size} bytes…`);
+  const text = JSON.stringify(child.value);
   return h("span", { class: `value type-${type}`, title: text }, text.length > 120 ? `${text.slice(0, 120)}…` : text);
 }
 
@@ -140,8 +150,8 @@ interface TreeProps {
   epoch: number;
 }
 
-function Node(props: TreeProps & { name: string; value: Json; flash: number }) {
-  const { path, name, value } = props;
+function Node(props: TreeProps & { child: ChildKey; flash: number }) {
+  const { path, child } = props;
   const [open, setOpen] = useState(false);
   const rowRef = useRef<HTMLDivElement>(null);
   useEffect(() => {
@@ -151,8 +161,15 @@ function Node(props: TreeProps & { name: string; value: Json; flash: number }) {
     void row.offsetWidth; // restart the animation
     row.classList.add("flash");
   }, [props.flash]);
-  const object = isObject(value);
+  const object = child.type === "OBJECT";
   const selected = props.selected !== undefined && keyOf(props.selected) === keyOf(path);
+  const select = () => {
+    if (object) return props.onSelect(path, undefined);
+    leafValue(path, child).then(
+      (v) => props.onSelect(path, v),
+      () => props.onSelect(path, undefined),
+    );
+  };
   return h(
     "div",
     { class: "node" },
@@ -160,8 +177,8 @@ function Node(props: TreeProps & { name: string; value: Json; flash: number }) {
       "div",
       { ref: rowRef, class: `row${selected ? " selected" : ""}`, "data-path": keyOf(path) },
       h("span", { class: "toggle", onClick: () => object && setOpen(!open) }, object ? (open ? "▾" : "▸") : ""),
-      h("span", { class: "key", onClick: () => props.onSelect(path, object ? undefined : value) }, name),
-      object && open ? null : valueView(value),
+      h("span", { class: "key", onClick: select }, child.key),
+      object && open ? null : valueView(child),
     ),
     object && open ? h(Children, { path, selected: props.selected, onSelect: props.onSelect, epoch: props.epoch }) : null,
   );
@@ -173,36 +190,63 @@ function Children(props: TreeProps) {
   const [error, setError] = useState<string | undefined>();
   const [flash, setFlash] = useState<Record<string, number>>({});
   const pages = useRef(1);
+  // Where the watch starts: the version of the first listing (set once).
+  const [since, setSince] = useState<string | undefined>();
 
-  const reload = useCallback(async () => {
+  const reloadNow = useCallback(async () => {
     try {
       // Reload as many pages as are shown, so "more" pages stay in view after a change.
       let all: Loaded = await loadChildren(path);
-      for (let p = 1; p < pages.current && all.more; p++) {
-        const last = all.children[all.children.length - 1]?.[0];
-        const next = await loadChildren(path, last);
-        all = { children: [...all.children, ...next.children], more: next.more };
+      for (let p = 1; p < pages.current && all.next !== null; p++) {
+        const next = await loadChildren(path, all.next);
+        all = { children: [...all.children, ...next.children], next: next.next, version: all.version };
       }
       setLoaded(all);
+      setSince((s) => s ?? all.version);
       setError(undefined);
     } catch (e) {
       setError((e as Error).message);
     }
   }, [keyOf(path)]);
 
+  // Events arriving while a reload runs (a burst, a replay after reconnecting) cost one more
+  // reload, not one each.
+  const running = useRef<Promise<void> | undefined>();
+  const again = useRef(false);
+  const reload = useCallback((): Promise<void> => {
+    if (running.current) {
+      again.current = true;
+      return running.current;
+    }
+    const run = (async () => {
+      do {
+        again.current = false;
+        await reloadNow();
+      } while (again.current);
+      running.current = undefined;
+    })();
+    running.current = run;
+    return run;
+  }, [reloadNow]);
+
   useEffect(() => {
     void reload();
   }, [reload, props.epoch]);
 
-  // Live: this expanded node is watched; a change reloads it and flashes where it happened.
+  // Live: this expanded node is watched from its listing's version; a change reloads it and
+  // flashes where it happened. A snapshot (the server could not replay from `since`) reloads too.
   useEffect(() => {
+    if (since === undefined) return;
     const stop = ws().subscribe<{ watch: { snapshot: boolean; merge: Json; delete: Json } }>(
-      { query: WATCH, variables: { path } },
+      { query: WATCH, variables: { path, ...(since ? { since } : {}) } },
       {
         next: (r) => {
+          // An event the server refused (e.g. over the read bound) comes as errors.
+          const refused = (r as { errors?: readonly { message: string }[] }).errors;
+          if (refused?.length) setError(refused.map((x) => x.message).join("; "));
           const event = r.data?.watch;
-          if (!event || event.snapshot) return;
-          const keys = changedKeys(event, path);
+          if (!event) return;
+          const keys = event.snapshot ? [] : changedKeys(event, path);
           void reload().then(() => setFlash((f) => Object.fromEntries([...Object.entries(f), ...keys.map((k) => [k, (f[k] ?? 0) + 1])])));
         },
         error: (e) => setError(Array.isArray(e) ? (e as { message: string }[]).map((x) => x.message).join("; ") : String(e)),
@@ -210,30 +254,30 @@ function Children(props: TreeProps) {
       },
     );
     return stop;
-  }, [keyOf(path)]);
+  }, [keyOf(path), since]);
 
   if (error) return h("div", { class: "children error" }, error);
   if (!loaded) return h("div", { class: "children" }, "…");
-  if (loaded.leaf !== undefined || loaded.children.length === 0) return h("div", { class: "children" }, h("em", null, "(nothing here)"));
+  if (loaded.children.length === 0) return h("div", { class: "children" }, h("em", null, "(nothing here)"));
   return h(
     "div",
     { class: "children" },
-    loaded.children.map(([k, v]) =>
-      h(Node, { key: k, path: [...path, k], name: k, value: v, selected: props.selected, onSelect: props.onSelect, epoch: props.epoch, flash: flash[k] ?? 0 }),
+    loaded.children.map((c) =>
+      h(Node, { key: c.key, path: [...path, c.key], child: c, selected: props.selected, onSelect: props.onSelect, epoch: props.epoch, flash: flash[c.key] ?? 0 }),
     ),
-    loaded.more
+    loaded.next !== null
       ? h(
           "button",
           {
             class: "more",
             onClick: async () => {
-              const last = loaded.children[loaded.children.length - 1]?.[0];
-              const next = await loadChildren(path, last);
+              if (loaded.next === null) return;
+              const next = await loadChildren(path, loaded.next);
               pages.current++;
-              setLoaded({ children: [...loaded.children, ...next.children], more: next.more });
+              setLoaded({ children: [...loaded.children, ...next.children], next: next.next, version: loaded.version });
             },
           },
-          `more after ${JSON.stringify(loaded.children[loaded.children.length - 1]?.[0])}…`,
+          `more after ${JSON.stringify(loaded.next)}…`,
         )
       : null,
   );

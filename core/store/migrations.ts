@@ -316,6 +316,52 @@ export const MIGRATIONS: Migration[] = [
       $fn$;
     `,
   },
+  {
+    version: 7,
+    name: "keys-only child listing",
+    sql: (s) => `
+      -- The children of an encoded path after \`lo\`, keys only (the console's outline, the
+      -- \`keys\` query): a loose index scan like child_range's, one probe per child that reads
+      -- only the path of the child's first row. A leaf child (that row is the child itself) gets
+      -- its type, its size in bytes of JSON and, when at most max_bytes, its value; an object
+      -- child gets 'object' and nothing else: no row below a child is fetched for its value, so
+      -- a child holding 100,000 leaves costs what a leaf does.
+      CREATE FUNCTION ${s}.child_keys(prefix text, lo text, hi text, lim int, max_bytes int,
+                                       OUT k text, OUT t text, OUT v text, OUT b int)
+      RETURNS SETOF record LANGUAGE plpgsql STABLE AS $fn$
+      DECLARE
+        cur text := lo;
+        found_path text;
+        leaf_value jsonb;
+        n int := 0;
+      BEGIN
+        LOOP
+          EXIT WHEN n >= lim;
+          found_path := NULL;
+          SELECT nd.path INTO found_path FROM ${s}.nodes nd
+            WHERE nd.path >= cur AND nd.path < hi ORDER BY nd.path LIMIT 1;
+          EXIT WHEN found_path IS NULL;
+          k := split_part(substr(found_path, length(prefix) + 1), chr(1), 1);
+          IF found_path = prefix || k || chr(1) THEN
+            SELECT nd.value INTO leaf_value FROM ${s}.nodes nd WHERE nd.path = found_path;
+            t := jsonb_typeof(leaf_value);
+            v := leaf_value::text;
+            b := octet_length(v);
+            IF b > max_bytes THEN v := NULL; END IF;
+          ELSE
+            t := 'object';
+            v := NULL;
+            b := NULL;
+          END IF;
+          RETURN NEXT;
+          -- Past the whole subtree of this child: [prefix || k || chr(1), prefix || k || chr(2)).
+          cur := prefix || k || chr(2);
+          n := n + 1;
+        END LOOP;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

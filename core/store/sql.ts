@@ -7,6 +7,10 @@ import { KoraError } from "../errors.ts";
 import type {
   BuildMutation,
   ChangeFeed,
+  ChildSummary,
+  KeysOptions,
+  KeysResult,
+  NodeType,
   CommitResult,
   Outbox,
   OutboxState,
@@ -29,6 +33,9 @@ import type { Change, DeleteTree, Leaf, Mutation, Node, Path, ReadOptions, Tree,
 import { CommitOutcomeUnknown, type Db, type Queryable, ident } from "./db.ts";
 import { ROW_SEP, SEP, encodePath, keysBelow, parseJson, treeFromPacked, upperBound } from "./encoding.ts";
 import { migrate } from "./migrations.ts";
+
+/** Largest leaf (bytes of JSON) whose value a keys listing carries unless told otherwise. */
+export const DEFAULT_VALUE_BYTES = 1024;
 
 /** The NOTIFY channel of a schema: one per tree, at most 63 bytes. */
 export function channelFor(schema: string): string {
@@ -354,6 +361,74 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     return assemble(requests, rows);
   }
 
+  // The keys-only listing (migration 7's child_keys) with the version and what is at the path,
+  // from one snapshot; the children come back packed in one row, as reads do.
+  const KEYS_SQL = `
+    SELECT (SELECT version::text FROM ${s}.meta WHERE id = 1) AS version,
+      (SELECT jsonb_typeof(value) FROM ${s}.nodes WHERE path = $1) AS here,
+      EXISTS (SELECT 1 FROM ${s}.nodes WHERE path > $1 AND path < $3) AS below,
+      c.n, c.k, c.t, c.v, c.b
+    FROM (
+      SELECT count(*)::int AS n,
+        string_agg(x.k, chr(2) ORDER BY x.o) AS k,
+        string_agg(x.t, ',' ORDER BY x.o) AS t,
+        string_agg(coalesce(x.v, 'null'), ',' ORDER BY x.o) AS v,
+        string_agg(coalesce(x.b::text, ''), ',' ORDER BY x.o) AS b
+      FROM ${s}.child_keys($1, $2, $3, $4, $5) WITH ORDINALITY AS x(k, t, v, b, o)
+    ) c`;
+  const KEYS_NAME = `kora_keys_${options.schema}`;
+
+  function keysParams(path: Path, o: KeysOptions): unknown[] {
+    const enc = encodePath(path);
+    // Rows strictly below the path start at enc + " " (U+0020, the smallest character a key may
+    // start with); after a key, past that key's whole subtree (see encoding.ts).
+    const lo = o.after === undefined ? `${enc} ` : upperBound(`${enc}${o.after}${SEP}`);
+    // One more than asked: whether more follow, without a second statement.
+    return [enc, lo, upperBound(enc), o.limit + 1, o.valueBytes ?? DEFAULT_VALUE_BYTES];
+  }
+
+  async function keysWith(q: Queryable, path: Path, o: KeysOptions): Promise<KeysResult> {
+    const rows = await q.query<{
+      version: string;
+      here: string | null;
+      below: boolean;
+      n: number;
+      k: string | null;
+      t: string | null;
+      v: string | null;
+      b: string | null;
+    }>(KEYS_SQL, keysParams(path, o), KEYS_NAME);
+    const row = rows[0];
+    const version = Number(row?.version ?? 0);
+    const node: NodeType | undefined = row?.here ? (row.here as NodeType) : row?.below ? "object" : undefined;
+    const children: ChildSummary[] = [];
+    if (row && node === "object" && Number(row.n) > 0 && row.k !== null && row.t !== null && row.v !== null && row.b !== null) {
+      const keys = row.k.split(ROW_SEP);
+      const types = row.t.split(",");
+      const values = parseJson<(Leaf | null)[]>(`[${row.v}]`);
+      const bytes = row.b.split(",");
+      for (let i = 0; i < keys.length; i++) {
+        const type = types[i] as NodeType;
+        const child: ChildSummary = { key: keys[i] as string, type };
+        if (type !== "object") {
+          child.bytes = Number(bytes[i]);
+          // null is never a leaf (outside arrays): here it marks a value left out for its size.
+          const value = values[i];
+          if (value !== null && value !== undefined) child.value = value;
+        }
+        children.push(child);
+      }
+    }
+    const more = children.length > o.limit;
+    if (more) children.length = o.limit;
+    return { version, node, children, more };
+  }
+
+  async function keysNow(path: Path, o: KeysOptions): Promise<KeysResult> {
+    if (!Number.isInteger(o.limit) || o.limit < 1) throw new RangeError(`keys: limit ${o.limit} must be an integer >= 1`);
+    return gated([{ path }], (q) => keysWith(q, path, o));
+  }
+
   /** One mutation, planned as the parameters `apply_batch` takes (migration 3). */
   interface Planned {
     lo: string[];
@@ -488,8 +563,11 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   interface Window {
     mutations: readonly Mutation[];
     waiting: {
+      /** The paths the read covers (their subtrees): what decides whether it may go between. */
       requests: readonly ReadRequest[];
-      resolve: (r: ReadResult) => void;
+      /** Runs the read on a connection: the transaction's or, once it ended, the database's. */
+      run: (q: Queryable) => Promise<unknown>;
+      resolve: (r: unknown) => void;
       reject: (e: unknown) => void;
     }[];
   }
@@ -502,7 +580,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
   let txOpen = false;
   let held: Window["waiting"] = [];
   const release = () => {
-    for (const h of held.splice(0)) readWith(db, h.requests).then(h.resolve, h.reject);
+    for (const h of held.splice(0)) h.run(db).then(h.resolve, h.reject);
   };
   const disjoint = (w: Window, requests: readonly ReadRequest[]) =>
     requests.length > 0 && !requests.some((r) => touchedSince(w.mutations, 0, r.path));
@@ -531,7 +609,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     const drain = async () => {
       for (let next = w.waiting.shift(); next; next = w.waiting.shift()) {
         try {
-          next.resolve(await readWith(tx, next.requests));
+          next.resolve(await next.run(tx));
         } catch (error) {
           next.reject(error);
         }
@@ -557,13 +635,21 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     await flush(tx, parts[parts.length - 1] as Planned[], newVersion);
   }
 
-  /** A read: between a chunked write's statements when it touches none of its paths. */
-  function readNow(requests: readonly ReadRequest[]): Promise<ReadResult> {
+  /**
+   * A read of the subtrees of `requests`: between a chunked write's statements when it touches
+   * none of its paths, after its transaction when it does.
+   */
+  function gated<T>(requests: readonly ReadRequest[], run: (q: Queryable) => Promise<T>): Promise<T> {
     const w = window;
-    if (w && disjoint(w, requests))
-      return new Promise((resolve, reject) => w.waiting.push({ requests, resolve, reject }));
-    if (txOpen) return new Promise((resolve, reject) => held.push({ requests, resolve, reject }));
-    return readWith(db, requests);
+    const wait = (queue: Window["waiting"]) =>
+      new Promise<T>((resolve, reject) => queue.push({ requests, run, resolve: resolve as (r: unknown) => void, reject }));
+    if (w && disjoint(w, requests)) return wait(w.waiting);
+    if (txOpen) return wait(held);
+    return run(db);
+  }
+
+  function readNow(requests: readonly ReadRequest[]): Promise<ReadResult> {
+    return gated(requests, (q) => readWith(q, requests));
   }
 
   /** Stamps and tombstones for conflict resolution (core/lww.ts `StampQuery`). */
@@ -1267,6 +1353,7 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       readNow(requests).catch((error: unknown) => {
         throw mapSqlError(error);
       }),
+    keys: (path, keysOptions) => mapped(keysNow(path, keysOptions)),
     commit(build) {
       if (closed) return Promise.reject(new Error("store is closed"));
       return new Promise<CommitResult>((resolve, reject) => {
@@ -1286,6 +1373,16 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         ...(await db.query<Record<string, string>>(`EXPLAIN ${READ_ONE_SQL}`, [params[1]?.[0], params[2]?.[0], params[3]?.[0]])),
       ];
       return rows.map((r) => Object.values(r)[0]).join("\n");
+    },
+    async explainKeys(path, keysOptions) {
+      await db.query(`ANALYZE ${s}.nodes`);
+      const rows = await db.query<Record<string, unknown>>(`EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) ${KEYS_SQL}`, keysParams(path, keysOptions));
+      const cell = Object.values(rows[0] ?? {})[0];
+      const doc = (typeof cell === "string" ? JSON.parse(cell) : cell) as { Plan: Record<string, unknown> }[];
+      const top = doc[0]?.Plan ?? {};
+      // The top node's counters include everything under it: subplans and child_keys' queries.
+      const blocks = Number(top["Shared Hit Blocks"] ?? 0) + Number(top["Shared Read Blocks"] ?? 0);
+      return { plan: JSON.stringify(doc), blocks };
     },
     async trimTombstones(before) {
       const rows = await db.query<{ n: number }>(

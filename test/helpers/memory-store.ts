@@ -4,7 +4,7 @@
  * The SQL stores are checked against the same expectations by test/store.conformance.test.ts.
  */
 import type { BuildMutation, ChangeFeed, CommitResult, ReadRequest, ReadResult, Store } from "../../core/store.ts";
-import { applyMutation, emptyTree, getNode, isEmptyMutation, select } from "../../core/tree.ts";
+import { applyMutation, emptyTree, getNode, isEmptyMutation, listChildren, select } from "../../core/tree.ts";
 import type { Change, Tree, Version } from "../../core/types.ts";
 
 export function createMemoryStore(): Store & { tree(): Tree } {
@@ -27,6 +27,9 @@ export function createMemoryStore(): Store & { tree(): Tree } {
     tree: () => tree,
     async read(requests: readonly ReadRequest[]): Promise<ReadResult> {
       return { version, values: requests.map((r) => select(getNode(tree, r.path), r.options)) };
+    },
+    async keys(path, options) {
+      return { version, ...listChildren(getNode(tree, path), options) };
     },
     commit(build: BuildMutation): Promise<CommitResult> {
       const run = queue.then(async () => {
