@@ -361,7 +361,13 @@ class LiveWatch implements Watch {
           const away = error instanceof KoraError && error.code === "UNAVAILABLE";
           // A new watch fails fast; an open one waits the outage out and resumes from where its
           // client is (needSnapshot / catchUpFrom were put back), so it sees no gap.
-          if (!this.started || !away) throw error;
+          if (!this.started || !away) {
+            // Like a generator, a watch that threw is over: yoga turns a thrown error into an
+            // error result and asks for the next one; a watch still open would throw again, and
+            // again (an endless stream of errors over SSE, test/unavailable.test.ts).
+            this.close();
+            throw error;
+          }
           await this.backoff();
           continue;
         }
