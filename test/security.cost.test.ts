@@ -37,19 +37,27 @@ function fragmentChain(levels: number): string {
   return `query { __schema { types { ...F0 } } } ${fragments.join(" ")}`;
 }
 
-/** Runs `work` and returns its result with the process' CPU time and RSS growth meanwhile (the server runs in this process). */
+/**
+ * Runs `work` three times and returns its last result with the least process CPU time and RSS
+ * growth of the runs (the server runs in this process). The process' CPU time also counts GC
+ * threads and timers of earlier work: on a loaded CI machine one run once measured 393 ms for
+ * a refusal that takes a few. The least of three still catches the 4.2 s the issue measured;
+ * the work must be free of side effects (refused requests are).
+ */
 async function measured<T>(
   work: () => Promise<T>,
 ): Promise<{ result: T; cpuMs: number; rssMiB: number }> {
-  const rss = process.memoryUsage.rss();
-  const cpu = process.cpuUsage();
-  const result = await work();
-  const used = process.cpuUsage(cpu);
-  return {
-    result,
-    cpuMs: (used.user + used.system) / 1000,
-    rssMiB: (process.memoryUsage.rss() - rss) / 2 ** 20,
-  };
+  let best: { result: T; cpuMs: number; rssMiB: number } | undefined;
+  for (let run = 0; run < 3; run++) {
+    const rss = process.memoryUsage.rss();
+    const cpu = process.cpuUsage();
+    const result = await work();
+    const used = process.cpuUsage(cpu);
+    const cpuMs = (used.user + used.system) / 1000;
+    const rssMiB = (process.memoryUsage.rss() - rss) / 2 ** 20;
+    best = { result, cpuMs: Math.min(cpuMs, best?.cpuMs ?? cpuMs), rssMiB: Math.min(rssMiB, best?.rssMiB ?? rssMiB) };
+  }
+  return best as { result: T; cpuMs: number; rssMiB: number };
 }
 
 async function seed(url: string, count: number) {
