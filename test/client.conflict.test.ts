@@ -4,10 +4,9 @@
  * committed write, are not conflicts.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import type { Conflict, KoraClient } from "../client/index.ts";
 import { pgliteTarget, storeTargets } from "./helpers/db.ts";
-import { offlineClients } from "./helpers/offline.ts";
+import { droppingSocket, offlineClients } from "./helpers/offline.ts";
 import { startTestServer, type TestServer } from "./helpers/server.ts";
 
 /**
@@ -18,25 +17,6 @@ async function pastMs(stamp: string): Promise<void> {
   const ms = Number(stamp.slice(0, 15));
   const end = Date.now() + 1_000;
   while (Date.now() <= ms && Date.now() < end) await new Promise((r) => setTimeout(r, 1));
-}
-
-/** A WebSocket that drops the connection the moment a mutation's reply arrives (once). */
-function droppingSocket(state: { dropNextReply: boolean; dropped: number }) {
-  return class extends WebSocket {
-    constructor(url: string, protocols?: string | string[]) {
-      super(url, protocols);
-      const emit = this.emit.bind(this);
-      this.emit = ((event: string, ...args: unknown[]) => {
-        if (event === "message" && state.dropNextReply && String(args[0]).includes('"mutate"')) {
-          state.dropNextReply = false;
-          state.dropped++;
-          this.terminate();
-          return true;
-        }
-        return emit(event, ...args);
-      }) as typeof this.emit;
-    }
-  };
 }
 
 for (const target of storeTargets()) {
@@ -79,7 +59,9 @@ for (const target of storeTargets()) {
       expect(a.get(["c1"])).toEqual({ title: "B's later edit", other: "only A" });
       expect(conflicts).toHaveLength(1);
       const [c] = conflicts as [Conflict];
-      expect(c.lost).toEqual([{ path: ["c1", "title"], local: "A's edit", winner: "B's later edit", winnerTs: theirs.ts }]);
+      expect(c.lost).toEqual([
+        { path: ["c1", "title"], local: "A's edit", winner: "B's later edit", winnerTs: theirs.ts },
+      ]);
       expect(c.write.merge).toEqual({ c1: { title: "A's edit" } });
       expect(c.ts).toBe(c.write.ts);
       expect(c.ts).toBe(mineTs);
@@ -102,7 +84,9 @@ for (const target of storeTargets()) {
       expect(a.get(["c3"])).toBeUndefined();
       expect(conflicts).toHaveLength(1);
       const [c] = conflicts as [Conflict];
-      expect(c.lost).toEqual([{ path: ["c3", "title"], local: "A's edit", winner: undefined, winnerTs: theirs.ts }]);
+      expect(c.lost).toEqual([
+        { path: ["c3", "title"], local: "A's edit", winner: undefined, winnerTs: theirs.ts },
+      ]);
       expect(c.ts).toBe(committed.ts);
       expect(c.winnerTs).toBe(theirs.ts);
       expect(c.winnerTs! > c.ts).toBe(true);
@@ -136,7 +120,9 @@ for (const target of storeTargets()) {
       expect(second.ts > first.ts).toBe(true);
       expect(merged.winnerTs).toBe(second.ts);
       // The delete removed the older leaf, not the later one: it lost in part, to that leaf.
-      expect(deleted.lost).toEqual([{ path: ["c4", "gone"], local: undefined, winner: { new: "B" }, winnerTs: third.ts }]);
+      expect(deleted.lost).toEqual([
+        { path: ["c4", "gone"], local: undefined, winner: { new: "B" }, winnerTs: third.ts },
+      ]);
       expect(deleted.winnerTs).toBe(third.ts);
       expect(deleted.ts < deleted.winnerTs!).toBe(true);
     });
@@ -157,7 +143,9 @@ for (const target of storeTargets()) {
       expect(committed.committed?.mutation.merge).toEqual({ c5: { other: "A" } });
       expect(conflicts).toHaveLength(1);
       const [c] = conflicts as [Conflict];
-      expect(c.lost).toEqual([{ path: ["c5", "title"], local: "A's edit", winner: "B's later edit", winnerTs: theirs.ts }]);
+      expect(c.lost).toEqual([
+        { path: ["c5", "title"], local: "A's edit", winner: "B's later edit", winnerTs: theirs.ts },
+      ]);
       expect(c.winnerTs).toBe(theirs.ts);
     });
 
@@ -178,7 +166,8 @@ for (const target of storeTargets()) {
       await b.merge(["c2", "body"], "B after A");
       await b.synced();
       const end = Date.now() + 5_000;
-      while (a.get(["c2", "body"]) !== "B after A" && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+      while (a.get(["c2", "body"]) !== "B after A" && Date.now() < end)
+        await new Promise((r) => setTimeout(r, 10));
       expect(a.get(["c2", "body"])).toBe("B after A");
       expect(conflicts).toEqual([]);
     });

@@ -8,13 +8,12 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import WebSocket from "ws";
 import type { KoraClient, WriteError } from "../client/index.ts";
 import { fileStorage } from "../client/file.ts";
 import { KoraError } from "../core/errors.ts";
 import type { Interceptor } from "../interceptors/types.ts";
 import { pgliteTarget } from "./helpers/db.ts";
-import { offlineClients } from "./helpers/offline.ts";
+import { droppingSocket, offlineClients } from "./helpers/offline.ts";
 import { merge, read, startTestServer, type TestServer } from "./helpers/server.ts";
 
 let server: TestServer;
@@ -41,25 +40,6 @@ afterAll(async () => {
   await server?.close();
   await rm(dir, { recursive: true, force: true });
 });
-
-/** A WebSocket that can drop the connection the moment a mutation's reply arrives. */
-function droppingSocket(state: { dropNextReply: boolean; dropped: number }) {
-  return class extends WebSocket {
-    constructor(url: string, protocols?: string | string[]) {
-      super(url, protocols);
-      const emit = this.emit.bind(this);
-      this.emit = ((event: string, ...args: unknown[]) => {
-        if (event === "message" && state.dropNextReply && String(args[0]).includes('"mutate"')) {
-          state.dropNextReply = false;
-          state.dropped++;
-          this.terminate();
-          return true;
-        }
-        return emit(event, ...args);
-      }) as typeof this.emit;
-    }
-  };
-}
 
 const { client, closeAll } = offlineClients(() => server.wsUrl);
 
@@ -94,7 +74,11 @@ describe("offline client over WebSocket", () => {
     const before = await server.kora.gateway.store.version();
     b.connect();
     await b.synced();
-    expect(await read(server.url, ["restart"])).toEqual({ server: 1, offline1: "x", offline2: { deep: true } });
+    expect(await read(server.url, ["restart"])).toEqual({
+      server: 1,
+      offline1: "x",
+      offline2: { deep: true },
+    });
     expect(await server.kora.gateway.store.version()).toBe(before + 2); // each write committed once
     expect(b.pending.value).toBe(0);
     expect(seen[0]).toBeUndefined();
@@ -215,7 +199,11 @@ describe("offline client over WebSocket", () => {
           }
           const value = await read(server.url, [root]);
           expect(value ?? {}).toEqual(expected);
-          await until(() => cs.every((c) => JSON.stringify(c.get([root]) ?? {}) === JSON.stringify(value ?? {})), "replicas");
+          await until(
+            () =>
+              cs.every((c) => JSON.stringify(c.get([root]) ?? {}) === JSON.stringify(value ?? {})),
+            "replicas",
+          );
           for (const c of cs) await c.close();
         },
       ),

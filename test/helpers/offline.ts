@@ -1,6 +1,11 @@
 /** Offline clients (kora/client) over real WebSockets for the client suites, closed together. */
 import WebSocket from "ws";
-import { type ClientOptions, type KoraClient, createClient, memoryStorage } from "../../client/index.ts";
+import {
+  type ClientOptions,
+  type KoraClient,
+  createClient,
+  memoryStorage,
+} from "../../client/index.ts";
 
 export interface OfflineClients {
   /** A client of the server at `wsUrl` (memory storage and short backoff unless overridden). */
@@ -26,5 +31,24 @@ export function offlineClients(wsUrl: () => string): OfflineClients {
     async closeAll() {
       for (const c of clients.splice(0)) await c.close().catch(() => {});
     },
+  };
+}
+
+/** A WebSocket that drops the connection the moment a mutation's reply arrives (once per `dropNextReply`). */
+export function droppingSocket(state: { dropNextReply: boolean; dropped: number }) {
+  return class extends WebSocket {
+    constructor(url: string, protocols?: string | string[]) {
+      super(url, protocols);
+      const emit = this.emit.bind(this);
+      this.emit = ((event: string, ...args: unknown[]) => {
+        if (event === "message" && state.dropNextReply && String(args[0]).includes('"mutate"')) {
+          state.dropNextReply = false;
+          state.dropped++;
+          this.terminate();
+          return true;
+        }
+        return emit(event, ...args);
+      }) as typeof this.emit;
+    }
   };
 }
