@@ -25,7 +25,7 @@ import {
   useOriginCheck,
 } from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
-import { fastPathEligible, serveFast } from "./fastpath.ts";
+import { fastPathEligible, serveFast, usePrecomputedResult } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
 import { GRAPHIQL_DEFAULT_QUERY, renderGraphiQLOnDemand } from "./graphiql.ts";
@@ -155,6 +155,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       error: (...args) => log.warn(args.map(String).join(" ")),
     },
     plugins: [
+      // First: it ends the onExecute chain for results the fast path computed (server/fastpath.ts).
+      ...(fastPath ? [usePrecomputedResult()] : []),
       useReadiness({ gateway, shuttingDown: () => shuttingDown }),
       useOriginCheck(originPolicy),
       useJsonBodiesOnly("/graphql"),
@@ -171,7 +173,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
 
   const httpServer = createServer(
     withRequestId((req: IncomingMessage, res: ServerResponse) => {
-      if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res);
+      if (fastPath && fastPathEligible(req, maxMessageBytes)) serveFast(yoga, req, res, maskError);
       else void yoga(req, res);
     }),
   );

@@ -11,7 +11,14 @@ import { maxAliasesRule } from "@escape.tech/graphql-armor-max-aliases";
 import { maxDepthRule } from "@escape.tech/graphql-armor-max-depth";
 import { maxDirectivesRule } from "@escape.tech/graphql-armor-max-directives";
 import { MaxTokensParserWLexer } from "@escape.tech/graphql-armor-max-tokens";
-import { type DocumentNode, GraphQLError, type ValidationContext, type ValidationRule, validate } from "graphql";
+import {
+  type DocumentNode,
+  GraphQLError,
+  type GraphQLSchema,
+  type ValidationContext,
+  type ValidationRule,
+  validate,
+} from "graphql";
 import type { Plugin } from "graphql-yoga";
 
 export interface DocumentLimits {
@@ -78,30 +85,47 @@ function armorRules(limits: DocumentLimits): ValidationRule[] {
   const common = { propagateOnRejection: false, exposeLimits: true } as const;
   return [
     // Introspection is counted too: the depth attack through fragments uses `__schema { … ofType }`.
-    maxDepthRule({ ...common, n: limits.maxDepth, flattenFragments: true, ignoreIntrospection: false, onReject: [limitError("maxDepth")] }),
+    maxDepthRule({
+      ...common,
+      n: limits.maxDepth,
+      flattenFragments: true,
+      ignoreIntrospection: false,
+      onReject: [limitError("maxDepth")],
+    }),
     maxAliasesRule({ ...common, n: limits.maxAliases, onReject: [limitError("maxAliases")] }),
-    maxDirectivesRule({ ...common, n: limits.maxDirectives, onReject: [limitError("maxDirectives")] }),
+    maxDirectivesRule({
+      ...common,
+      n: limits.maxDirectives,
+      onReject: [limitError("maxDirectives")],
+    }),
     costLimitRule({ ...common, maxCost: limits.maxCost, onReject: [limitError("maxCost")] }),
   ] as unknown as ValidationRule[];
 }
 
 export function useDocumentLimits(limits: DocumentLimits): Plugin {
   const rules = armorRules(limits);
+  const verdicts = new WeakMap<GraphQLSchema, WeakMap<DocumentNode, readonly GraphQLError[]>>();
   return {
     onParse({ setParseFn }) {
       setParseFn((source, options) => {
         const text = typeof source === "string" ? source : source.body;
         const bytes = Buffer.byteLength(text);
         if (bytes > limits.maxBytes) {
-          throw new GraphQLError(`document is ${bytes} bytes; at most ${limits.maxBytes} are accepted (pass large values as variables)`, {
-            extensions: { code: "PAYLOAD_TOO_LARGE" },
-          });
+          throw new GraphQLError(
+            `document is ${bytes} bytes; at most ${limits.maxBytes} are accepted (pass large values as variables)`,
+            {
+              extensions: { code: "PAYLOAD_TOO_LARGE" },
+            },
+          );
         }
         const n = nesting(text);
         if (n > limits.maxNesting) {
-          throw new GraphQLError(`document nests brackets ${n} levels deep; at most ${limits.maxNesting} are accepted`, {
-            extensions: { code: "BAD_USER_INPUT" },
-          });
+          throw new GraphQLError(
+            `document nests brackets ${n} levels deep; at most ${limits.maxNesting} are accepted`,
+            {
+              extensions: { code: "BAD_USER_INPUT" },
+            },
+          );
         }
         const parser = new MaxTokensParserWLexer(source, {
           ...options,
@@ -113,9 +137,22 @@ export function useDocumentLimits(limits: DocumentLimits): Plugin {
     },
     // The limits run alone, before graphql-js' own rules: those are what an oversized document
     // makes expensive (OverlappingFieldsCanBeMerged compares every pair of 1,900 aliases).
+    // The verdict is kept per document: yoga's parse cache hands out one DocumentNode per
+    // distinct text, and its validation cache skips graphql-js' rules for a known document but
+    // not this hook, which ran graphql-armor's four visitors on every request (~7% of an HTTP
+    // merge's CPU, docs/bench.md). The rules depend only on the limits and the schema.
     onValidate({ params, setResult }) {
-      const errors = validate(params.schema, params.documentAST, rules);
-      if (errors.length > 0) setResult(errors);
+      let bySchema = verdicts.get(params.schema);
+      if (!bySchema) {
+        bySchema = new WeakMap();
+        verdicts.set(params.schema, bySchema);
+      }
+      let errors = bySchema.get(params.documentAST);
+      if (!errors) {
+        errors = validate(params.schema, params.documentAST, rules);
+        bySchema.set(params.documentAST, errors);
+      }
+      if (errors.length > 0) setResult([...errors]);
     },
   };
 }
