@@ -19,7 +19,6 @@
  * pipeline the result already computed, so a mutation commits once. Servers with extra yoga
  * plugins never take the fast path: their HTTP hooks must run.
  */
-import { AsyncResource } from "node:async_hooks";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import {
   type DocumentNode,
@@ -29,6 +28,7 @@ import {
 } from "graphql";
 import type { Plugin, YogaServerInstance } from "graphql-yoga";
 import type { KoraContext } from "../resolvers/context.ts";
+import { inThisRequest } from "./requests.ts";
 
 /** Largest body the fast path reads (bigger ones go to yoga, which streams them). */
 export const FAST_PATH_MAX_BYTES = 64 * 1024;
@@ -90,7 +90,7 @@ export function serveFast(
   // Bound: listeners run in the socket's async context, and the request's (its id, server/requests.ts) must carry on.
   req.on(
     "end",
-    AsyncResource.bind(() => {
+    inThisRequest(() => {
       const text = Buffer.concat(chunks).toString("utf8");
       const fallback = (result?: ExecutionResult) => {
         // whatwg-node uses an already-read body as is (as it does behind Express' body parser).
