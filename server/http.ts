@@ -8,8 +8,8 @@
 import { type IncomingMessage, type ServerResponse, createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { GraphQLError, type ExecutionArgs } from "graphql";
-import type { Context, SubscribePayload } from "graphql-ws";
-import { type Extra, useServer } from "graphql-ws/use/ws";
+import type { Context, ServerOptions, SubscribePayload } from "graphql-ws";
+import type { Extra } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
 import { WebSocketServer } from "ws";
 import type { Caller, Gateway, Logger } from "../core/gateway.ts";
@@ -25,6 +25,7 @@ import {
   useOriginCheck,
 } from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
+import { serveGraphqlWs } from "./wsserver.ts";
 import { fastPathEligible, serveFast, usePrecomputedResult } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
@@ -197,10 +198,15 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       done(true);
     },
   });
-  // Before useServer's own listener: a socket is guarded from its first message on.
+  // Before graphql-ws's own listener: a socket is guarded from its first message on.
   const stopKeepAlive = guardSockets(wsServer, { ...options.keepAlive, log });
-  const wsHandle = useServer<Record<string, unknown>>(
-    {
+  // graphql-ws's protocol on Kora's own binding (server/wsserver.ts: frames of one turn in one
+  // syscall); its keep-alive is server/keepalive.ts, which closes with a reason.
+  const wsHandle = serveGraphqlWs<Record<string, unknown>>({
+    wss: wsServer,
+    log,
+    isProd: process.env.NODE_ENV === "production",
+    options: {
       // Each operation runs as a request of its own (its connection's id / the operation's id), so
       // its log lines carry a request id as HTTP requests' do (server/requests.ts).
       execute: (args) =>
@@ -251,9 +257,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
         return runAsRequest(requestId, () => subscribeOperation(ctx, params, extra, requestId));
       },
     },
-    wsServer,
-    0, // graphql-ws's keep-alive terminates without a reason; server/keepalive.ts closes with one
-  );
+  });
 
   async function subscribeOperation(
     ctx: Context<Record<string, unknown>, Extra>,
@@ -332,7 +336,9 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   };
 }
 
-type OperationResult = ReturnType<NonNullable<Parameters<typeof useServer>[0]["execute"]>>;
+type OperationResult = ReturnType<
+  NonNullable<ServerOptions<Record<string, unknown>, Extra>["execute"]>
+>;
 
 interface Enveloped {
   execute: (args: ExecutionArgs) => OperationResult;

@@ -1,0 +1,138 @@
+/**
+ * graphql-ws's protocol (`makeServer`) bound to a `ws` server: Kora's own binding, in place of
+ * `graphql-ws/use/ws`, for one reason: how frames reach the socket.
+ *
+ * graphql-ws/use/ws resolves each `send` only once `ws` has handed the frame to the kernel. A
+ * mutation's `next` and `complete` then leave in two `writev` syscalls, the second a loop turn
+ * after the first; on loopback a syscall also runs the receiver's TCP work, and in a profile of
+ * 16 writers merging over graphql-ws those writes were ~40% of the server's busy time
+ * (docs/bench.md, "Writes over graphql-ws"). Here:
+ * - the socket is corked from a connection's first frame of a turn until the turn's ticks have
+ *   run, so the frames one turn produces for a socket (a reply's `next` and `complete`, the
+ *   events of a burst of changes to a watcher) leave in one syscall;
+ * - a frame's `send` resolves at once while the socket's unsent bytes stay under
+ *   HIGH_WATER_BYTES, and waits for the kernel beyond that: a reader that stops reading still
+ *   holds its subscriptions back (the watch's bounded queue and resync take over, core/watch.ts)
+ *   instead of filling the process' memory.
+ * Everything else is as graphql-ws/use/ws does it (protocol negotiation, errors close the socket
+ * with 1011, `dispose`), minus its keep-alive, which server/keepalive.ts replaces.
+ */
+import {
+  CloseCode,
+  DEPRECATED_GRAPHQL_WS_PROTOCOL,
+  type ServerOptions,
+  handleProtocols,
+  makeServer,
+} from "graphql-ws";
+import type { Extra } from "graphql-ws/use/ws";
+import type { WebSocket, WebSocketServer } from "ws";
+import type { Logger } from "../core/gateway.ts";
+
+/** Unsent bytes on a socket up to which a frame's send does not wait for the kernel. */
+export const HIGH_WATER_BYTES = 256 * 1024;
+
+/** A close reason within the WebSocket limit of 123 bytes. */
+function reason(message: string): string {
+  return Buffer.byteLength(message) <= 123 ? message : "Internal server error";
+}
+
+/** The underlying TCP socket of a `ws` WebSocket (not in its typings). */
+function tcpOf(socket: WebSocket): import("node:net").Socket | undefined {
+  return (socket as unknown as { _socket?: import("node:net").Socket })._socket;
+}
+
+function sender(socket: WebSocket): (data: string) => Promise<void> {
+  let corked = false;
+  const uncork = () => {
+    corked = false;
+    tcpOf(socket)?.uncork();
+  };
+  return (data) => {
+    if (socket.readyState !== socket.OPEN) return Promise.resolve();
+    const tcp = tcpOf(socket);
+    if (tcp && !corked) {
+      corked = true;
+      tcp.cork();
+      // After this turn's promise jobs: a frame sent from a microtask chain goes with the others.
+      process.nextTick(uncork);
+    }
+    if (socket.bufferedAmount + (tcp?.writableLength ?? 0) < HIGH_WATER_BYTES) {
+      socket.send(data);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve, reject) =>
+      socket.send(data, (error) => (error ? reject(error) : resolve())),
+    );
+  };
+}
+
+export interface WsServerOptions<P extends Record<string, unknown>> {
+  /** graphql-ws's server options (execute, subscribe, onConnect, onSubscribe, ...). */
+  options: ServerOptions<P, Extra>;
+  wss: WebSocketServer;
+  log: Logger;
+  isProd: boolean;
+}
+
+export function serveGraphqlWs<P extends Record<string, unknown>>({
+  options,
+  wss,
+  log,
+  isProd,
+}: WsServerOptions<P>): { dispose(): Promise<void> } {
+  const server = makeServer<P, Extra>(options);
+  wss.options.handleProtocols = handleProtocols;
+  const internal = (error: unknown) =>
+    isProd
+      ? "Internal server error"
+      : reason(error instanceof Error ? error.message : String(error));
+  wss.once("error", (error) => {
+    log.error({ err: error }, "the WebSocket server failed; closing its connections");
+    for (const client of wss.clients) client.close(CloseCode.InternalServerError, internal(error));
+  });
+  wss.on("connection", (socket, request) => {
+    socket.once("error", (error) => {
+      log.warn({ err: error }, "a WebSocket connection failed; closing it");
+      socket.close(CloseCode.InternalServerError, internal(error));
+    });
+    const closed = server.opened(
+      {
+        protocol: socket.protocol,
+        send: sender(socket),
+        close: (code, why) => socket.close(code, why),
+        onMessage: (cb) =>
+          socket.on("message", async (event) => {
+            try {
+              await cb(String(event));
+            } catch (error) {
+              log.warn({ err: error }, "a graphql-ws message failed; closing its connection");
+              socket.close(CloseCode.InternalServerError, internal(error));
+            }
+          }),
+      },
+      { socket, request },
+    );
+    socket.once("close", (code, why) => {
+      if (
+        !isProd &&
+        code === CloseCode.SubprotocolNotAcceptable &&
+        socket.protocol === DEPRECATED_GRAPHQL_WS_PROTOCOL
+      ) {
+        log.warn(
+          {},
+          "a client asked for subscriptions-transport-ws's deprecated protocol; use graphql-ws",
+        );
+      }
+      void closed(code, String(why));
+    });
+  });
+  return {
+    dispose: async () => {
+      for (const client of wss.clients) client.close(1001, "Going away");
+      wss.removeAllListeners();
+      await new Promise<void>((resolve, reject) =>
+        wss.close((error) => (error ? reject(error) : resolve())),
+      );
+    },
+  };
+}
