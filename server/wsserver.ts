@@ -86,12 +86,13 @@ export function serveGraphqlWs<P extends Record<string, unknown>>({
     isProd
       ? "Internal server error"
       : reason(error instanceof Error ? error.message : String(error));
-  wss.once("error", (error) => {
+  // `on`, not `once`: a second error with no listener would end the process.
+  wss.on("error", (error) => {
     log.error({ err: error }, "the WebSocket server failed; closing its connections");
     for (const client of wss.clients) client.close(CloseCode.InternalServerError, internal(error));
   });
   wss.on("connection", (socket, request) => {
-    socket.once("error", (error) => {
+    socket.on("error", (error) => {
       log.warn({ err: error }, "a WebSocket connection failed; closing it");
       socket.close(CloseCode.InternalServerError, internal(error));
     });
