@@ -131,6 +131,7 @@ export function serveGraphqlWs<P extends Record<string, unknown>>({
     dispose: async () => {
       for (const client of wss.clients) client.close(1001, "Going away");
       wss.removeAllListeners();
+      wss.on("error", () => {}); // closing: nothing to do with a late error, and it must not end the process
       await new Promise<void>((resolve, reject) =>
         wss.close((error) => (error ? reject(error) : resolve())),
       );
