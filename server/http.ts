@@ -25,12 +25,12 @@ import {
   useOriginCheck,
 } from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
-import { serveGraphqlWs } from "./wsserver.ts";
+import { framed, serveGraphqlWs } from "./wsserver.ts";
 import { fastPathEligible, serveFast, usePrecomputedResult } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
 import { GRAPHIQL_DEFAULT_QUERY, renderGraphiQLOnDemand } from "./graphiql.ts";
-import { useWatchFastPath } from "./watchpath.ts";
+import { isSharedResult, useWatchFastPath } from "./watchpath.ts";
 import { type ConsoleOptions, useConsole } from "./console.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 import {
@@ -243,10 +243,13 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       // Errors that end a subscription (an expired token) get the same codes as everywhere else.
       onError: (_ctx, _id, _payload, errors) => errors.map((e) => forSocket(maskError(e))),
       // Results carry yoga's HTTP status hints in `extensions.http`, meaningless on a socket.
+      // A result shared by many watchers goes out serialized once (server/wsserver.ts, `framed`).
       onNext: (_ctx, _id, _payload, _args, result) =>
         result.errors?.length
           ? { ...result, errors: result.errors.map((e) => forSocket(e as GraphQLError)) }
-          : result,
+          : isSharedResult(result)
+            ? (framed(result) as typeof result)
+            : result,
       onSubscribe: (ctx, id, params) => {
         const extra = ctx.extra as {
           koraCaller?: Caller;

@@ -9,6 +9,7 @@
  */
 import { GraphQLError, getOperationAST } from "graphql";
 import type { Plugin } from "graphql-yoga";
+import { isSharedResult } from "./watchpath.ts";
 
 export interface ReadLimits {
   /** Most leaves (non-object values, an array counting as one) in one operation's result. Default 100,000. */
@@ -98,6 +99,7 @@ export function useReadBound(limits: ReadLimits): Plugin {
     const error = readBoundError(data, limits);
     if (error) setResult({ data: null, errors: [error] } as never);
   };
+  const verdicts = new WeakMap<object, GraphQLError | null>();
   return {
     onExecute({ args }) {
       if (getOperationAST(args.document, args.operationName ?? undefined)?.operation !== "query")
@@ -107,7 +109,22 @@ export function useReadBound(limits: ReadLimits): Plugin {
     onSubscribe() {
       return {
         onSubscribeResult() {
-          return { onNext: (payload) => void check(payload as never) };
+          return {
+            onNext: (payload) => {
+              const { result, setResult } = payload as {
+                result: unknown;
+                setResult: (r: never) => void;
+              };
+              if (!isSharedResult(result)) return void check(payload as never);
+              // One event's result shared by many subscribers (server/watchpath.ts): counted once.
+              let verdict = verdicts.get(result as object);
+              if (verdict === undefined) {
+                verdict = readBoundError((result as { data?: unknown }).data, limits) ?? null;
+                verdicts.set(result as object, verdict);
+              }
+              if (verdict) setResult({ data: null, errors: [verdict] } as never);
+            },
+          };
         },
       };
     },

@@ -81,15 +81,27 @@ function makePlan(document: DocumentNode, operationName: string | null | undefin
     if (d.kind !== Kind.OPERATION_DEFINITION) return null;
     operations.push(d);
   }
-  const operation = operationName ? operations.find((o) => o.name?.value === operationName) : operations.length === 1 ? operations[0] : undefined;
+  const operation = operationName
+    ? operations.find((o) => o.name?.value === operationName)
+    : operations.length === 1
+      ? operations[0]
+      : undefined;
   if (operation?.operation !== "subscription" || operation.directives?.length) return null;
   const [field, ...more] = operation.selectionSet.selections;
-  if (!field || more.length > 0 || field.kind !== Kind.FIELD || field.name.value !== "watch" || field.directives?.length) return null;
+  if (
+    !field ||
+    more.length > 0 ||
+    field.kind !== Kind.FIELD ||
+    field.name.value !== "watch" ||
+    field.directives?.length
+  )
+    return null;
   if (!field.selectionSet) return null;
   const selection: [string, string][] = [];
   const keys = new Set<string>();
   for (const s of field.selectionSet.selections) {
-    if (s.kind !== Kind.FIELD || s.directives?.length || s.arguments?.length || s.selectionSet) return null;
+    if (s.kind !== Kind.FIELD || s.directives?.length || s.arguments?.length || s.selectionSet)
+      return null;
     if (!Object.hasOwn(PROJECT, s.name.value)) return null;
     const key = s.alias?.value ?? s.name.value;
     if (keys.has(key)) return null; // graphql-js merges these; leave that to it
@@ -106,23 +118,76 @@ function makePlan(document: DocumentNode, operationName: string | null | undefin
 }
 
 /** The `watch` arguments, coerced as graphql-js would; undefined when coercion fails. */
-function argumentsOf(plan: Plan, schema: GraphQLSchema, variables: ExecutionArgs["variableValues"]) {
-  const def = schema.getSubscriptionType()?.getFields().watch as GraphQLField<unknown, unknown> | undefined;
+function argumentsOf(
+  plan: Plan,
+  schema: GraphQLSchema,
+  variables: ExecutionArgs["variableValues"],
+) {
+  const def = schema.getSubscriptionType()?.getFields().watch as
+    | GraphQLField<unknown, unknown>
+    | undefined;
   if (!def) return undefined;
-  const coerced = getVariableValues(schema, plan.operation.variableDefinitions ?? [], variables ?? {});
+  const coerced = getVariableValues(
+    schema,
+    plan.operation.variableDefinitions ?? [],
+    variables ?? {},
+  );
   if (coerced.errors) return undefined;
   try {
-    return getArgumentValues(def, plan.field, coerced.coerced) as { path: readonly string[]; since?: string | null };
+    return getArgumentValues(def, plan.field, coerced.coerced) as {
+      path: readonly string[];
+      since?: string | null;
+    };
   } catch {
     return undefined;
   }
 }
 
+/**
+ * Results shared by every subscriber that gets the same event through the same plan. The watch
+ * hub hands one restricted mutation object to all watches of a path (core/watch.ts), and a
+ * watch whose events the read rules filter gets a new object per event from the filter
+ * (core/gateway.ts): so the same mutation object means the same path and the same read-auth
+ * class, and the projection, the read bound's count and the serialization (server/wsserver.ts,
+ * `framed`) are done once per group instead of once per subscriber. Plans selecting `value`
+ * (a copy of the subtree per watch) are not shared.
+ */
+const shared = new WeakMap<
+  object,
+  Map<Plan, { version: WatchEvent["version"]; snapshot: boolean; result: ExecutionResult }>
+>();
+
+/** Results that may go to many subscribers (see `shared`): never to be modified. */
+const sharedResults = new WeakSet<ExecutionResult>();
+
+/** Whether `result` is one event's result shared between subscribers (server/wsserver.ts frames it once). */
+export function isSharedResult(result: unknown): boolean {
+  return (
+    typeof result === "object" && result !== null && sharedResults.has(result as ExecutionResult)
+  );
+}
+
 function results(watch: Watch, plan: Plan): AsyncIterableIterator<ExecutionResult> {
-  const project = (event: WatchEvent): ExecutionResult => {
+  const projectOne = (event: WatchEvent): ExecutionResult => {
     const out: Record<string, unknown> = {};
-    for (const [key, name] of plan.selection) out[key] = (PROJECT[name] as (e: WatchEvent) => unknown)(event);
+    for (const [key, name] of plan.selection)
+      out[key] = (PROJECT[name] as (e: WatchEvent) => unknown)(event);
     return { data: { [plan.key]: out } };
+  };
+  const project = (event: WatchEvent): ExecutionResult => {
+    if (plan.trackValue) return projectOne(event);
+    let byPlan = shared.get(event.mutation);
+    if (!byPlan) {
+      byPlan = new Map();
+      shared.set(event.mutation, byPlan);
+    }
+    const known = byPlan.get(plan);
+    if (known && known.version === event.version && known.snapshot === event.snapshot)
+      return known.result;
+    const result = projectOne(event);
+    byPlan.set(plan, { version: event.version, snapshot: event.snapshot, result });
+    sharedResults.add(result);
+    return result;
   };
   const iterator: AsyncIterableIterator<ExecutionResult> = {
     async next() {
@@ -164,7 +229,11 @@ export function useWatchFastPath(): Plugin<KoraContext> {
       setSubscribeFn(async (subscribeArgs) => {
         let watch: Watch;
         try {
-          watch = await openWatch(watchArgs, subscribeArgs.contextValue as KoraContext, plan.trackValue);
+          watch = await openWatch(
+            watchArgs,
+            subscribeArgs.contextValue as KoraContext,
+            plan.trackValue,
+          );
         } catch {
           return subscribeFn(subscribeArgs); // the ordinary path answers with the usual errors
         }

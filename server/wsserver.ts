@@ -41,13 +41,56 @@ function tcpOf(socket: WebSocket): import("node:net").Socket | undefined {
   return (socket as unknown as { _socket?: import("node:net").Socket })._socket;
 }
 
+/**
+ * Shared payloads: a `next` frame's payload that many subscribers get (server/watchpath.ts,
+ * `isSharedResult`) is serialized once. graphql-ws serializes each message itself, so `framed`
+ * gives it, per subscriber, a stand-in whose JSON is a marker; graphql-ws stringifies the message
+ * and sends it at once (the same expression: nothing runs between), and the sender puts the
+ * payload's JSON in the marker's place. The marker holds a NUL, which no other part of a frame
+ * written by Kora can hold unescaped... but a client-chosen operation id could spell it, so the
+ * last occurrence is replaced: the payload is the message's last member.
+ */
+const MARKER = "\u0000kora-shared-payload\u0000";
+const MARKER_JSON = JSON.stringify(MARKER);
+const payloadJson = new WeakMap<object, string>();
+/** The JSON of the payload whose marker is in the message being sent, if any. */
+let pending: string | undefined;
+
+/** Shared payloads framed, and serialized, in this process (tests check one serialization serves many). */
+export const sharedPayloadStats = { framed: 0, serialized: 0 };
+
+export function framed(result: object): object {
+  return {
+    toJSON() {
+      sharedPayloadStats.framed++;
+      let json = payloadJson.get(result);
+      if (json === undefined) {
+        sharedPayloadStats.serialized++;
+        json = JSON.stringify(result);
+        payloadJson.set(result, json);
+      }
+      pending = json;
+      return MARKER;
+    },
+  };
+}
+
+function withPayload(data: string): string {
+  const json = pending;
+  if (json === undefined) return data;
+  pending = undefined;
+  const at = data.lastIndexOf(MARKER_JSON);
+  return at < 0 ? data : data.slice(0, at) + json + data.slice(at + MARKER_JSON.length);
+}
+
 function sender(socket: WebSocket): (data: string) => Promise<void> {
   let corked = false;
   const uncork = () => {
     corked = false;
     tcpOf(socket)?.uncork();
   };
-  return (data) => {
+  return (message) => {
+    const data = withPayload(message);
     if (socket.readyState !== socket.OPEN) return Promise.resolve();
     const tcp = tcpOf(socket);
     if (tcp && !corked) {
