@@ -12,7 +12,15 @@
 import { withDeadline } from "./deadline.ts";
 import { KoraError, badInput } from "./errors.ts";
 import type { Store } from "./store.ts";
-import { applyMutation, emptyTree, getNode, has, isTree, restrict, snapshotMutation } from "./tree.ts";
+import {
+  applyMutation,
+  emptyTree,
+  getNode,
+  has,
+  isTree,
+  restrict,
+  snapshotMutation,
+} from "./tree.ts";
 import type { Change, Mutation, Node, Path, Tree, Version } from "./types.ts";
 
 export interface WatchEvent {
@@ -159,7 +167,13 @@ export function createWatchHub(options: WatchHubOptions): WatchHub {
     visit(root, [], change.mutation.merge, change.mutation.delete, change);
   }
 
-  function visit(node: IndexNode, path: string[], merge: unknown, del: unknown, change: Change): void {
+  function visit(
+    node: IndexNode,
+    path: string[],
+    merge: unknown,
+    del: unknown,
+    change: Change,
+  ): void {
     if (node.watches.size > 0) {
       const restricted = restrict(change.mutation, path);
       if (restricted) for (const w of node.watches) w.push(change.version, restricted);
@@ -313,7 +327,13 @@ class LiveWatch implements Watch {
   constructor(
     path: Path,
     store: Store,
-    options: { maxBuffer: number; pageSize: number; since: Version | undefined; trackValue: boolean; firstEventTimeoutMs: number },
+    options: {
+      maxBuffer: number;
+      pageSize: number;
+      since: Version | undefined;
+      trackValue: boolean;
+      firstEventTimeoutMs: number;
+    },
   ) {
     this.firstEventTimeoutMs = options.firstEventTimeoutMs;
     this.path = path;
@@ -326,8 +346,35 @@ class LiveWatch implements Watch {
     if (options.since !== undefined) this.last = options.since;
   }
 
+  /**
+   * A synchronous consumer (the graphql-ws fast path, server/watchpath.ts): while the watch is
+   * caught up (started, nothing queued, no snapshot or catch-up due), its consumer is waiting in
+   * `next()` and `ready()` holds (its socket under the high-water mark), a change is handed to
+   * `deliver` from the hub's dispatch at once: no promise, no queue, per watcher and change.
+   * Anything else queues as before and comes out of `next()`, in order.
+   */
+  direct(deliver: (event: WatchEvent) => void, ready: () => boolean): void {
+    this.sink = { deliver, ready };
+  }
+
+  private sink: { deliver: (event: WatchEvent) => void; ready: () => boolean } | undefined;
+
   push(version: Version, mutation: Mutation): void {
     if (this.closed || version <= this.last) return;
+    const sink = this.sink;
+    if (
+      sink &&
+      this.wake &&
+      this.started &&
+      this.queue.length === 0 &&
+      !this.needSnapshot &&
+      this.catchUpFrom === undefined &&
+      sink.ready()
+    ) {
+      this.last = version;
+      sink.deliver(this.event(version, false, mutation));
+      return;
+    }
     if (this.queue.length >= this.maxBuffer) {
       // A client that cannot keep up gets a fresh snapshot instead of an unbounded queue.
       this.resync();
@@ -407,7 +454,12 @@ class LiveWatch implements Watch {
     try {
       return await (this.started
         ? work
-        : withDeadline(work, this.firstEventTimeoutMs, () => `the store did not answer within ${this.firstEventTimeoutMs} ms to start the watch; retry later`));
+        : withDeadline(
+            work,
+            this.firstEventTimeoutMs,
+            () =>
+              `the store did not answer within ${this.firstEventTimeoutMs} ms to start the watch; retry later`,
+          ));
     } catch (error) {
       if (wasSnapshot || since === undefined) this.needSnapshot = true;
       else this.catchUpFrom = since;

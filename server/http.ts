@@ -11,7 +11,7 @@ import { GraphQLError, type ExecutionArgs } from "graphql";
 import type { Context, ServerOptions, SubscribePayload } from "graphql-ws";
 import type { Extra } from "graphql-ws/use/ws";
 import { type Plugin, createYoga } from "graphql-yoga";
-import { WebSocketServer } from "ws";
+import { type WebSocket as WsSocket, WebSocketServer } from "ws";
 import type { Caller, Gateway, Logger } from "../core/gateway.ts";
 import { KoraError } from "../core/errors.ts";
 import { type KoraContext, createContext } from "../resolvers/context.ts";
@@ -25,12 +25,12 @@ import {
   useOriginCheck,
 } from "./crosssite.ts";
 import { createMaskError, forSocket, useContractErrorCodes } from "./errors.ts";
-import { framed, serveGraphqlWs } from "./wsserver.ts";
+import { directFrames, framed, serveGraphqlWs } from "./wsserver.ts";
 import { fastPathEligible, serveFast, usePrecomputedResult } from "./fastpath.ts";
 import { useReadiness } from "./health.ts";
 import { type KeepAliveOptions, applyKeepAlive, guardSockets } from "./keepalive.ts";
 import { GRAPHIQL_DEFAULT_QUERY, renderGraphiQLOnDemand } from "./graphiql.ts";
-import { isSharedResult, useWatchFastPath } from "./watchpath.ts";
+import { type DirectSocket, isSharedResult, useWatchFastPath } from "./watchpath.ts";
 import { type ConsoleOptions, useConsole } from "./console.ts";
 import { DEFAULT_DOCUMENT_LIMITS, type DocumentLimits, useDocumentLimits } from "./limits.ts";
 import {
@@ -43,7 +43,7 @@ import {
   rateLimitsWithDefaults,
   useRateLimits,
 } from "./rate.ts";
-import { DEFAULT_READ_LIMITS, type ReadLimits, useReadBound } from "./readbound.ts";
+import { DEFAULT_READ_LIMITS, type ReadLimits, eventRefusal, useReadBound } from "./readbound.ts";
 import { type Metrics, useMetrics } from "./metrics.ts";
 import { requestIdOf, runAsRequest, withRequestId } from "./requests.ts";
 
@@ -121,6 +121,8 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
   // execution (server/watchpath.ts), unless extra plugins may hook what they skip.
   const fastPath = (options.plugins ?? []).length === 0;
 
+  const readLimits = { ...DEFAULT_READ_LIMITS, ...options.operationLimits };
+  const refusal = eventRefusal(readLimits);
   const yoga = createYoga<Record<string, unknown>, KoraContext>({
     schema: koraSchema(),
     graphqlEndpoint: "/graphql",
@@ -165,7 +167,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       useContractErrorCodes(),
       useDocumentLimits(documentLimits),
       ...(rateLimiter && connections ? [useRateLimits(rateLimiter, connections)] : []),
-      useReadBound({ ...DEFAULT_READ_LIMITS, ...options.operationLimits }),
+      useReadBound(readLimits),
       ...(options.metrics ? [useMetrics(options.metrics)] : []),
       ...(options.plugins ?? []),
       ...(fastPath ? [useWatchFastPath()] : []),
@@ -257,13 +259,30 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
           koraRequestId?: string;
         };
         const requestId = `${extra.koraRequestId ?? requestIdOf(ctx.extra.request)}/${id}`;
-        return runAsRequest(requestId, () => subscribeOperation(ctx, params, extra, requestId));
+        return runAsRequest(requestId, () => subscribeOperation(ctx, id, params, extra, requestId));
       },
     },
   });
 
+  const watchMetrics = options.metrics?.watch;
+  /** What a plain watch over graphql-ws delivers through, frame by frame (server/watchpath.ts). */
+  function directSocket(socket: WsSocket, id: string): DirectSocket | undefined {
+    const frames = directFrames(socket, id);
+    if (!frames) return undefined;
+    return {
+      next: (result) => frames.next(result, isSharedResult(result)),
+      ready: frames.ready,
+      delivered: (resync) => {
+        watchMetrics?.deliveries.inc();
+        if (resync) watchMetrics?.resyncs.inc();
+      },
+      refusal,
+    };
+  }
+
   async function subscribeOperation(
     ctx: Context<Record<string, unknown>, Extra>,
+    id: string,
     params: SubscribePayload,
     extra: { koraCaller?: Caller; koraAuthError?: KoraError },
     requestId: string,
@@ -281,6 +300,7 @@ export async function createKoraServer(options: KoraServerOptions): Promise<Kora
       socket: ctx.extra.socket,
       params,
       koraCaller: extra.koraCaller,
+      koraDirect: directSocket(ctx.extra.socket, id),
     });
     let document: ReturnType<typeof enveloped.parse>;
     try {

@@ -92,6 +92,25 @@ export function readBoundError(data: unknown, limits: ReadLimits): GraphQLError 
  * Applies the bound to every query result and every subscription event. Mutation results echo
  * the mutation, which the mutation size limit already bounds.
  */
+/**
+ * The bound's refusal of one subscription event's result, if over it; counted once for a result
+ * shared by many subscribers (server/watchpath.ts, `isSharedResult`).
+ */
+export function eventRefusal(limits: ReadLimits): (result: unknown) => GraphQLError | undefined {
+  const verdicts = new WeakMap<object, GraphQLError | null>();
+  return (result) => {
+    const data = (result as { data?: unknown } | null | undefined)?.data;
+    if (data === undefined || data === null) return undefined;
+    if (!isSharedResult(result)) return readBoundError(data, limits);
+    let verdict = verdicts.get(result as object);
+    if (verdict === undefined) {
+      verdict = readBoundError(data, limits) ?? null;
+      verdicts.set(result as object, verdict);
+    }
+    return verdict ?? undefined;
+  };
+}
+
 export function useReadBound(limits: ReadLimits): Plugin {
   const check = ({ result, setResult }: { result: unknown; setResult: (r: never) => void }) => {
     const data = (result as { data?: unknown }).data;
@@ -99,7 +118,7 @@ export function useReadBound(limits: ReadLimits): Plugin {
     const error = readBoundError(data, limits);
     if (error) setResult({ data: null, errors: [error] } as never);
   };
-  const verdicts = new WeakMap<object, GraphQLError | null>();
+  const refusal = eventRefusal(limits);
   return {
     onExecute({ args }) {
       if (getOperationAST(args.document, args.operationName ?? undefined)?.operation !== "query")
@@ -115,14 +134,8 @@ export function useReadBound(limits: ReadLimits): Plugin {
                 result: unknown;
                 setResult: (r: never) => void;
               };
-              if (!isSharedResult(result)) return void check(payload as never);
-              // One event's result shared by many subscribers (server/watchpath.ts): counted once.
-              let verdict = verdicts.get(result as object);
-              if (verdict === undefined) {
-                verdict = readBoundError((result as { data?: unknown }).data, limits) ?? null;
-                verdicts.set(result as object, verdict);
-              }
-              if (verdict) setResult({ data: null, errors: [verdict] } as never);
+              const error = refusal(result);
+              if (error) setResult({ data: null, errors: [error] } as never);
             },
           };
         },

@@ -167,7 +167,8 @@ export function isSharedResult(result: unknown): boolean {
   );
 }
 
-function results(watch: Watch, plan: Plan): AsyncIterableIterator<ExecutionResult> {
+/** The projection of a plan's events onto its selection, shared where `shared` allows. */
+function projector(plan: Plan): (event: WatchEvent) => ExecutionResult {
   const projectOne = (event: WatchEvent): ExecutionResult => {
     const out: Record<string, unknown> = {};
     for (const [key, name] of plan.selection)
@@ -189,15 +190,24 @@ function results(watch: Watch, plan: Plan): AsyncIterableIterator<ExecutionResul
     sharedResults.add(result);
     return result;
   };
+  return project;
+}
+
+/** An error of the watch's stream, as graphql-tools' executor reports one. */
+function streamError(error: unknown, plan: Plan): GraphQLError {
+  const e = error as Error;
+  return new GraphQLError(e.message, { originalError: e, nodes: [plan.operation] });
+}
+
+function results(watch: Watch, plan: Plan): AsyncIterableIterator<ExecutionResult> {
+  const project = projector(plan);
   const iterator: AsyncIterableIterator<ExecutionResult> = {
     async next() {
       let r: IteratorResult<WatchEvent>;
       try {
         r = await watch.next();
       } catch (error) {
-        // As graphql-tools' executor does with an error of the source stream.
-        const e = error as Error;
-        throw new GraphQLError(e.message, { originalError: e, nodes: [plan.operation] });
+        throw streamError(error, plan);
       }
       return r.done ? { done: true, value: undefined } : { done: false, value: project(r.value) };
     },
@@ -216,8 +226,121 @@ function results(watch: Watch, plan: Plan): AsyncIterableIterator<ExecutionResul
   return iterator;
 }
 
-/** How many subscriptions the fast path has served in this process (tests check it engages). */
-export const watchFastPathStats = { served: 0 };
+/**
+ * A graphql-ws operation's own socket, for direct delivery (server/http.ts puts it in the
+ * context of each graphql-ws operation; SSE has none and takes `results`).
+ */
+export interface DirectSocket {
+  /** Sends `result` as this operation's `next` frame; resolves at once under the socket's high-water mark, else once written; never rejects. */
+  next(result: ExecutionResult): Promise<void>;
+  /** Whether a frame would go out now without waiting. */
+  ready(): boolean;
+  /** Counts one delivery in the metrics; `resync` for a snapshot after the first event. */
+  delivered(resync: boolean): void;
+  /** The read bound's refusal of `result` (server/readbound.ts), if it is over the bound. */
+  refusal(result: ExecutionResult): GraphQLError | undefined;
+}
+
+/**
+ * Direct delivery over graphql-ws. Events go to the socket as frames from here, not through the
+ * iterator graphql-ws pulls: a change that finds the watch caught up is framed and written from
+ * the watch hub's dispatch (core/watch.ts `direct`), with no promise per watcher; what queued
+ * (the snapshot, a catch-up, changes while the socket was over its high-water mark) is pulled by
+ * one loop here and written in order. The iterator handed back to graphql-ws (and envelop's
+ * hooks around it) carries only the end: completion, the stream's error (UNAUTHENTICATED,
+ * UNAVAILABLE), or the read bound's refusal, after which the watch ends (its client's copy could
+ * not be kept consistent). Metrics and the read bound, which see only that iterator, are applied
+ * here for each event (`DirectSocket`).
+ */
+function directResults(
+  watch: DirectWatch,
+  plan: Plan,
+  socket: DirectSocket,
+): AsyncIterableIterator<ExecutionResult> {
+  const project = projector(plan);
+  type Item = { value: ExecutionResult } | { done: true } | { error: unknown };
+  const control: Item[] = [];
+  let waiter:
+    | { resolve: (r: IteratorResult<ExecutionResult>) => void; reject: (e: unknown) => void }
+    | undefined;
+  let over = false;
+  let events = 0;
+  const hand = (w: NonNullable<typeof waiter>, item: Item) => {
+    if ("error" in item) w.reject(item.error);
+    else if ("done" in item) w.resolve({ done: true, value: undefined });
+    else w.resolve({ done: false, value: item.value });
+  };
+  const post = (...items: Item[]) => {
+    control.push(...items);
+    const w = waiter;
+    if (!w) return;
+    waiter = undefined;
+    hand(w, control.shift() as Item);
+  };
+  const finish = (...items: Item[]) => {
+    if (over) return;
+    over = true;
+    watch.close();
+    post(...items);
+  };
+  const deliver = (event: WatchEvent): Promise<void> | undefined => {
+    if (over) return undefined;
+    const result = project(event);
+    const refusal = socket.refusal(result);
+    if (refusal) {
+      finish({ value: { data: null, errors: [refusal] } }, { done: true });
+      return undefined;
+    }
+    socket.delivered(events++ > 0 && event.snapshot);
+    return socket.next(result);
+  };
+  watch.direct((event) => void deliver(event), socket.ready);
+  void (async () => {
+    try {
+      for (;;) {
+        const r = await watch.next();
+        if (r.done || over) break;
+        await deliver(r.value);
+      }
+      finish({ done: true });
+    } catch (error) {
+      finish({ error: streamError(error, plan) });
+    }
+  })();
+  const iterator: AsyncIterableIterator<ExecutionResult> = {
+    next() {
+      const item = control.shift();
+      return new Promise((resolve, reject) => {
+        if (item) hand({ resolve, reject }, item);
+        else waiter = { resolve, reject };
+      });
+    },
+    async return() {
+      finish();
+      return { done: true, value: undefined };
+    },
+    async throw(error?: unknown) {
+      finish();
+      throw error;
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}
+
+/** A watch the hub serves directly (no read rules, no expiry), which can deliver synchronously. */
+type DirectWatch = Watch & {
+  direct(deliver: (event: WatchEvent) => void, ready: () => boolean): void;
+};
+
+function directable(watch: Watch): watch is DirectWatch {
+  return typeof (watch as { direct?: unknown }).direct === "function";
+}
+
+/** How many subscriptions the fast path has served in this process, and how many directly (tests check both engage). */
+export const watchFastPathStats = { served: 0, direct: 0 };
 
 export function useWatchFastPath(): Plugin<KoraContext> {
   return {
@@ -238,6 +361,11 @@ export function useWatchFastPath(): Plugin<KoraContext> {
           return subscribeFn(subscribeArgs); // the ordinary path answers with the usual errors
         }
         watchFastPathStats.served++;
+        const socket = (subscribeArgs.contextValue as { koraDirect?: DirectSocket }).koraDirect;
+        if (socket && directable(watch)) {
+          watchFastPathStats.direct++;
+          return directResults(watch, plan, socket);
+        }
         return results(watch, plan);
       });
     },

@@ -63,13 +63,7 @@ export function framed(result: object): object {
   return {
     toJSON() {
       sharedPayloadStats.framed++;
-      let json = payloadJson.get(result);
-      if (json === undefined) {
-        sharedPayloadStats.serialized++;
-        json = JSON.stringify(result);
-        payloadJson.set(result, json);
-      }
-      pending = json;
+      pending = payloadOf(result, true);
       return MARKER;
     },
   };
@@ -81,6 +75,50 @@ function withPayload(data: string): string {
   pending = undefined;
   const at = data.lastIndexOf(MARKER_JSON);
   return at < 0 ? data : data.slice(0, at) + json + data.slice(at + MARKER_JSON.length);
+}
+
+/** Whether `socket` takes a frame now without waiting for the kernel. */
+function under(socket: WebSocket): boolean {
+  return (
+    socket.readyState === socket.OPEN &&
+    socket.bufferedAmount + (tcpOf(socket)?.writableLength ?? 0) < HIGH_WATER_BYTES
+  );
+}
+
+/** The JSON of a `next` payload: once per shared result (see `framed`), else as it comes. */
+function payloadOf(result: object, shared: boolean): string {
+  if (!shared) return JSON.stringify(result);
+  let json = payloadJson.get(result);
+  if (json === undefined) {
+    sharedPayloadStats.serialized++;
+    json = JSON.stringify(result);
+    payloadJson.set(result, json);
+  }
+  return json;
+}
+
+const senders = new WeakMap<WebSocket, (data: string) => Promise<void>>();
+
+/**
+ * Direct `next` frames for one graphql-ws operation (server/watchpath.ts, `DirectSocket`): the
+ * frame graphql-ws would send (`{"id","type":"next","payload"}`), written through the
+ * connection's sender; undefined for a socket this binding does not serve.
+ */
+export function directFrames(
+  socket: WebSocket,
+  id: string,
+): { next(result: object, shared: boolean): Promise<void>; ready(): boolean } | undefined {
+  const send = senders.get(socket);
+  if (!send) return undefined;
+  const head = `{"id":${JSON.stringify(id)},"type":"next","payload":`;
+  return {
+    next: (result, shared) => {
+      if (shared) sharedPayloadStats.framed++;
+      // A failed write ends the socket, whose close ends the operation: nothing to report here.
+      return send(`${head}${payloadOf(result, shared)}}`).catch(() => {});
+    },
+    ready: () => under(socket),
+  };
 }
 
 function sender(socket: WebSocket): (data: string) => Promise<void> {
@@ -99,7 +137,7 @@ function sender(socket: WebSocket): (data: string) => Promise<void> {
       // After this turn's promise jobs: a frame sent from a microtask chain goes with the others.
       process.nextTick(uncork);
     }
-    if (socket.bufferedAmount + (tcp?.writableLength ?? 0) < HIGH_WATER_BYTES) {
+    if (under(socket)) {
       socket.send(data);
       return Promise.resolve();
     }
@@ -139,10 +177,12 @@ export function serveGraphqlWs<P extends Record<string, unknown>>({
       log.warn({ err: error }, "a WebSocket connection failed; closing it");
       socket.close(CloseCode.InternalServerError, internal(error));
     });
+    const send = sender(socket);
+    senders.set(socket, send);
     const closed = server.opened(
       {
         protocol: socket.protocol,
-        send: sender(socket),
+        send,
         close: (code, why) => socket.close(code, why),
         onMessage: (cb) =>
           socket.on("message", async (event) => {

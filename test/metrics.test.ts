@@ -15,7 +15,16 @@ import { wsClient } from "./helpers/clients.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
 import { metric, parseMetrics, scrape } from "./helpers/metrics.ts";
-import { MERGE, PATH, type TestServer, WATCH, http, merge, read, startTestServer } from "./helpers/server.ts";
+import {
+  MERGE,
+  PATH,
+  type TestServer,
+  WATCH,
+  http,
+  merge,
+  read,
+  startTestServer,
+} from "./helpers/server.ts";
 
 let server: TestServer | undefined;
 let client: Client | undefined;
@@ -26,7 +35,11 @@ afterEach(async () => {
 });
 
 /** Polls the metrics until `ok` holds (bounded by a deadline: no sleeps for time). */
-async function until(url: string, ok: (s: ReturnType<typeof parseMetrics>) => boolean, deadlineMs = 10_000) {
+async function until(
+  url: string,
+  ok: (s: ReturnType<typeof parseMetrics>) => boolean,
+  deadlineMs = 10_000,
+) {
   const end = Date.now() + deadlineMs;
   for (;;) {
     const samples = await scrape(url);
@@ -53,15 +66,23 @@ describe("GET /metrics", () => {
     expect(await read(url, ["m"])).toEqual({ a: 1, b: 2 });
     let after = await scrape(url);
     expect(metric(after, "kora_commits_total") - metric(before, "kora_commits_total")).toBe(2);
-    expect(metric(after, "kora_commit_duration_seconds_count", { outcome: "ok" })).toBeGreaterThanOrEqual(2);
-    expect(metric(after, "kora_reads_total") - metric(before, "kora_reads_total")).toBeGreaterThanOrEqual(1);
+    expect(
+      metric(after, "kora_commit_duration_seconds_count", { outcome: "ok" }),
+    ).toBeGreaterThanOrEqual(2);
+    expect(
+      metric(after, "kora_reads_total") - metric(before, "kora_reads_total"),
+    ).toBeGreaterThanOrEqual(1);
 
     // A watch: one open subscription, its snapshot and each change are deliveries.
     client = wsClient(server.wsUrl);
     const events = new EventQueue<{ version: string; snapshot: boolean }>();
     const stop = client.subscribe<{ watch: { version: string; snapshot: boolean } }>(
       { query: WATCH, variables: { path: ["m"] } },
-      { next: (r) => events.push(r.data?.watch as { version: string; snapshot: boolean }), error: (e) => events.fail(e), complete: () => {} },
+      {
+        next: (r) => events.push(r.data?.watch as { version: string; snapshot: boolean }),
+        error: (e) => events.fail(e),
+        complete: () => {},
+      },
     );
     expect((await events.next()).snapshot).toBe(true);
     const v = await merge(url, ["m", "c"], 3);
@@ -77,7 +98,10 @@ describe("GET /metrics", () => {
     expect(metric(after, "kora_feed_lag_versions")).toBe(0);
 
     stop();
-    after = await until(url, (s) => metric(s, "kora_watch_subscriptions") === 0 && metric(s, "kora_watches") === 0);
+    after = await until(
+      url,
+      (s) => metric(s, "kora_watch_subscriptions") === 0 && metric(s, "kora_watches") === 0,
+    );
   });
 
   it("counts a watch resynced after its buffer overflowed", async () => {
@@ -85,15 +109,25 @@ describe("GET /metrics", () => {
     const { url } = server;
     client = wsClient(server.wsUrl);
     const events = new EventQueue<{ snapshot: boolean }>();
+    // A selection through a fragment takes graphql-js execution, which pulls one event at a time
+    // from the watch's buffer (a plain watch over graphql-ws is written to its socket as the
+    // changes arrive, server/watchpath.ts, and overflows only once its socket is full).
+    const pulled = `subscription($path: [String!]!) { watch(path: $path) { ... on WatchEvent { version snapshot merge delete } } }`;
     client.subscribe<{ watch: { snapshot: boolean } }>(
-      { query: WATCH, variables: { path: ["o"] } },
-      { next: (r) => events.push(r.data?.watch as { snapshot: boolean }), error: (e) => events.fail(e), complete: () => {} },
+      { query: pulled, variables: { path: ["o"] } },
+      {
+        next: (r) => events.push(r.data?.watch as { snapshot: boolean }),
+        error: (e) => events.fail(e),
+        complete: () => {},
+      },
     );
     expect((await events.next()).snapshot).toBe(true);
     // Eight commits in one batch reach the hub in one page of the log, dispatched at once: the
     // watch's buffer of 2 overflows, and its next event is a fresh snapshot.
     const { gateway } = server.kora;
-    await Promise.all(Array.from({ length: 8 }, (_, i) => gateway.commit(mergeAt(["o", `k${i}`], i))));
+    await Promise.all(
+      Array.from({ length: 8 }, (_, i) => gateway.commit(mergeAt(["o", `k${i}`], i))),
+    );
     let resynced = false;
     for (let i = 0; i < 8 && !resynced; i++) resynced = (await events.next()).snapshot;
     expect(resynced).toBe(true);
@@ -105,14 +139,19 @@ describe("GET /metrics", () => {
     // A database of its own, so that it can fail: its worker is ended as a crash would end it.
     const database = await openPglite();
     const store = await createPgliteStore({ database, schema: "kora" });
-    server = await startTestServer({ name: "pglite", create: async () => ({ store, schema: "kora", dispose: () => database.close() }) });
+    server = await startTestServer({
+      name: "pglite",
+      create: async () => ({ store, schema: "kora", dispose: () => database.close() }),
+    });
     const { url } = server;
     await merge(url, ["e"], 1);
     await database.terminate();
     const failed = await http(url, PATH, { path: ["e"] });
     expect(failed.errors?.[0]?.extensions?.code).toBe("INTERNAL_SERVER_ERROR");
     const samples = await scrape(url);
-    expect(metric(samples, "kora_store_errors_total", { operation: "read", kind: "OTHER" })).toBe(1);
+    expect(metric(samples, "kora_store_errors_total", { operation: "read", kind: "OTHER" })).toBe(
+      1,
+    );
     expect(metric(samples, "kora_store_connections", { state: "total" })).toBe(0);
   });
 
@@ -150,32 +189,51 @@ describe("request ids", () => {
       body: JSON.stringify({ query: MERGE, variables: { path: ["broken", "a"], value: 1 } }),
     });
     expect(res.headers.get("x-request-id")).toBe("req-42.abc");
-    const body = (await res.json()) as { errors: { extensions: { code: string; errorId: string } }[] };
+    const body = (await res.json()) as {
+      errors: { extensions: { code: string; errorId: string } }[];
+    };
     const { code, errorId } = body.errors[0]?.extensions ?? {};
     expect(code).toBe("INTERNAL_SERVER_ERROR");
     const line = lines.find((l) => l.errorId === errorId);
-    expect(line).toMatchObject({ reqId: "req-42.abc", msg: "unexpected error", err: { message: "the database of a partner is down" } });
+    expect(line).toMatchObject({
+      reqId: "req-42.abc",
+      msg: "unexpected error",
+      err: { message: "the database of a partner is down" },
+    });
   });
 
   it("gives each WebSocket operation an id of its own (its connection's, then the operation's), on its log lines", async () => {
     const { lines, log } = capture();
     server = await startTestServer(pgliteTarget, { interceptors: [broken], log });
-    const socket = new WebSocket(server.wsUrl, "graphql-transport-ws", { headers: { "x-request-id": "conn-7" } });
+    const socket = new WebSocket(server.wsUrl, "graphql-transport-ws", {
+      headers: { "x-request-id": "conn-7" },
+    });
     const errorIds = new EventQueue<string>();
     socket.on("message", (data) => {
       const msg = JSON.parse(String(data)) as { type: string; payload?: unknown };
       if (msg.type === "connection_ack") {
         for (const id of ["a", "b"]) {
-          socket.send(JSON.stringify({ id, type: "subscribe", payload: { query: MERGE, variables: { path: ["broken", id], value: 1 } } }));
+          socket.send(
+            JSON.stringify({
+              id,
+              type: "subscribe",
+              payload: { query: MERGE, variables: { path: ["broken", id], value: 1 } },
+            }),
+          );
         }
       }
-      const payload = msg.payload as { errors?: { extensions: { errorId: string } }[] } | { extensions: { errorId: string } }[] | undefined;
+      const payload = msg.payload as
+        | { errors?: { extensions: { errorId: string } }[] }
+        | { extensions: { errorId: string } }[]
+        | undefined;
       const errors = Array.isArray(payload) ? payload : payload?.errors;
       for (const e of errors ?? []) errorIds.push(e.extensions.errorId);
     });
     await new Promise<void>((resolve) => socket.once("open", () => resolve()));
     socket.send(JSON.stringify({ type: "connection_init" }));
-    const found = [await errorIds.next(), await errorIds.next()].map((errorId) => lines.find((l) => l.errorId === errorId)?.reqId);
+    const found = [await errorIds.next(), await errorIds.next()].map(
+      (errorId) => lines.find((l) => l.errorId === errorId)?.reqId,
+    );
     expect(found.sort()).toEqual(["conn-7/a", "conn-7/b"]);
     socket.close();
   });
@@ -186,7 +244,10 @@ describe("request ids", () => {
     for (const header of [undefined, "has spaces in it", "x".repeat(300)]) {
       const res = await fetch(server.url, {
         method: "POST",
-        headers: { "content-type": "application/json", ...(header ? { "x-request-id": header } : {}) },
+        headers: {
+          "content-type": "application/json",
+          ...(header ? { "x-request-id": header } : {}),
+        },
         body: JSON.stringify({ query: PATH, variables: { path: ["a"] } }),
       });
       await res.arrayBuffer();

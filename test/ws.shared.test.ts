@@ -1,13 +1,15 @@
 /**
  * One change to many watchers of a path is projected and serialized once per (path, selection,
  * read-auth class), not once per subscriber (server/watchpath.ts `isSharedResult`, server/wsserver.ts
- * `framed`), and every watcher still gets exactly its own frame: its operation id, its selection,
+ * `framed`) and written from the watch hub to each socket (`directResults`), and every watcher
+ * still gets exactly its own frame: its operation id, its selection,
  * the same payload. A hostile operation id (one that spells the binding's marker) changes nothing.
  * test/fanout.authz.test.ts checks that watchers the read rules filter never share.
  */
 import { type Client, createClient } from "graphql-ws";
 import { afterAll, beforeAll, expect, it } from "vitest";
 import WebSocket from "ws";
+import { watchFastPathStats } from "../server/watchpath.ts";
 import { sharedPayloadStats } from "../server/wsserver.ts";
 import { pgliteTarget } from "./helpers/db.ts";
 import { EventQueue } from "./helpers/events.ts";
@@ -63,6 +65,7 @@ async function rawWatch(id: string, query: string) {
 }
 
 it("serializes one change once per selection for 60 watchers, and each gets its own frame", async () => {
+  const direct = watchFastPathStats.direct;
   const full: EventQueue<Record<string, unknown>>[] = [];
   const small: EventQueue<Record<string, unknown>>[] = [];
   const value: EventQueue<Record<string, unknown>>[] = [];
@@ -80,6 +83,8 @@ it("serializes one change once per selection for 60 watchers, and each gets its 
   for (const q of [...full, ...small, ...value])
     expect((await q.next()).version ?? "snapshot").toBeDefined();
   for (const h of hostile) expect((await h.frames.next()).payload?.data?.watch.snapshot).toBe(true);
+  // Every one of them is written to its socket directly (server/watchpath.ts, directResults).
+  expect(watchFastPathStats.direct - direct).toBe(67);
 
   const before = { ...sharedPayloadStats };
   const { version } = await server.kora.gateway.commit({
