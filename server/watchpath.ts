@@ -273,7 +273,7 @@ function directResults(
   const post = (...items: Item[]) => {
     control.push(...items);
     const w = waiter;
-    if (!w) return;
+    if (!w || control.length === 0) return;
     waiter = undefined;
     hand(w, control.shift() as Item);
   };
@@ -315,12 +315,14 @@ function directResults(
         else waiter = { resolve, reject };
       });
     },
+    // graphql-ws calls return() with a next() still pending (the client stopped the watch, or
+    // its socket closed): that next() ends as done, as the iterator protocol says.
     async return() {
-      finish();
+      finish({ done: true });
       return { done: true, value: undefined };
     },
     async throw(error?: unknown) {
-      finish();
+      finish({ done: true });
       throw error;
     },
     [Symbol.asyncIterator]() {
