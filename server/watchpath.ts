@@ -247,10 +247,10 @@ export interface DirectSocket {
  * the watch hub's dispatch (core/watch.ts `direct`), with no promise per watcher; what queued
  * (the snapshot, a catch-up, changes while the socket was over its high-water mark) is pulled by
  * one loop here and written in order. The iterator handed back to graphql-ws (and envelop's
- * hooks around it) carries only the end: completion, the stream's error (UNAUTHENTICATED,
- * UNAVAILABLE), or the read bound's refusal, after which the watch ends (its client's copy could
- * not be kept consistent). Metrics and the read bound, which see only that iterator, are applied
- * here for each event (`DirectSocket`).
+ * hooks around it) carries only the end: completion or the stream's error (UNAUTHENTICATED,
+ * UNAVAILABLE). Metrics and the read bound, which see only that iterator, are applied here for
+ * each event (`DirectSocket`); an event over the read bound is sent as its refusal, and the
+ * watch goes on, as on the other paths.
  */
 function directResults(
   watch: DirectWatch,
@@ -287,10 +287,9 @@ function directResults(
     if (over) return undefined;
     const result = project(event);
     const refusal = socket.refusal(result);
-    if (refusal) {
-      finish({ value: { data: null, errors: [refusal] } }, { done: true });
-      return undefined;
-    }
+    // Over the read bound: the event is that error, and the watch goes on, as on every other
+    // path (server/readbound.ts replaces such a result the same way for SSE and graphql-js).
+    if (refusal) return socket.next({ data: null, errors: [refusal] });
     socket.delivered(events++ > 0 && event.snapshot);
     return socket.next(result);
   };

@@ -4,8 +4,10 @@
  * (PAYLOAD_TOO_LARGE naming the limit) on every transport; legitimate large reads still work.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { wsClient } from "./helpers/clients.ts";
+import { watchFastPathStats } from "../server/watchpath.ts";
+import { type StreamResult, sseResults, wsClient } from "./helpers/clients.ts";
 import { pgliteTarget } from "./helpers/db.ts";
+import { EventQueue } from "./helpers/events.ts";
 import {
   type GraphQLResponse,
   type TestServer,
@@ -55,7 +57,11 @@ async function measured<T>(
     const used = process.cpuUsage(cpu);
     const cpuMs = (used.user + used.system) / 1000;
     const rssMiB = (process.memoryUsage.rss() - rss) / 2 ** 20;
-    best = { result, cpuMs: Math.min(cpuMs, best?.cpuMs ?? cpuMs), rssMiB: Math.min(rssMiB, best?.rssMiB ?? rssMiB) };
+    best = {
+      result,
+      cpuMs: Math.min(cpuMs, best?.cpuMs ?? cpuMs),
+      rssMiB: Math.min(rssMiB, best?.rssMiB ?? rssMiB),
+    };
   }
   return best as { result: T; cpuMs: number; rssMiB: number };
 }
@@ -181,6 +187,40 @@ describe("the read bound", () => {
       refusedFor(r, "maxReadLeaves");
     } finally {
       await client.dispose();
+    }
+  });
+
+  it("an event over the bound mid-stream is refused and the watch goes on, the same over graphql-ws and SSE", async () => {
+    const query = `subscription { watch(path: ["ev"]) { version snapshot merge } }`;
+    const ws = wsClient(server.wsUrl);
+    const overWs = new EventQueue<StreamResult>();
+    const direct = watchFastPathStats.direct;
+    ws.subscribe(
+      { query },
+      {
+        next: (r) => overWs.push(r as StreamResult),
+        error: (e) => overWs.fail(e),
+        complete: () => overWs.end(),
+      },
+    );
+    const overSse = sseResults(server.url, query);
+    try {
+      for (const q of [overWs, overSse.results])
+        expect((await q.next()).data?.watch).toMatchObject({ snapshot: true });
+      expect(watchFastPathStats.direct).toBe(direct + 1); // the graphql-ws watch is served directly
+      const big = Object.fromEntries(Array.from({ length: 6000 }, (_, i) => [`b${i}`, i]));
+      await merge(server.url, ["ev", "big"], big);
+      await merge(server.url, ["ev", "small"], 1);
+      for (const q of [overWs, overSse.results]) {
+        refusedFor((await q.next()) as GraphQLResponse, "maxReadLeaves");
+        expect((await q.next()).data?.watch).toMatchObject({
+          snapshot: false,
+          merge: { ev: { small: 1 } },
+        });
+      }
+    } finally {
+      overSse.close();
+      await ws.dispose();
     }
   });
 

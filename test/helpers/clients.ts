@@ -27,7 +27,10 @@ export type Subscriber = (query: string, variables: Record<string, unknown>) => 
 
 export interface ClientKind {
   name: string;
-  connect(urls: { url: string; wsUrl: string }): { subscribe: Subscriber; dispose(): Promise<void> | void };
+  connect(urls: { url: string; wsUrl: string }): {
+    subscribe: Subscriber;
+    dispose(): Promise<void> | void;
+  };
 }
 
 export function wsClient(wsUrl: string): Client {
@@ -44,7 +47,8 @@ const graphqlWs: ClientKind = {
         const stop = client.subscribe<{ watch: WireEvent }>(
           { query, variables },
           {
-            next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data?.watch as WireEvent)),
+            next: (r) =>
+              r.errors ? events.fail(r.errors) : events.push(r.data?.watch as WireEvent),
             error: (e) => events.fail(e),
             complete: () => events.end(),
           },
@@ -67,16 +71,20 @@ const apollo: ClientKind = {
     return {
       subscribe(query, variables) {
         const events = new EventQueue<WireEvent>();
-        const sub = client.subscribe<{ watch: WireEvent }>({ query: gql(query), variables }).subscribe({
-          next: (r) => {
-            if (r.error) return events.fail(r.error);
-            // Apollo adds __typename to every object it normalizes; the event itself is the same.
-            const { __typename: _t, ...event } = r.data!.watch as WireEvent & { __typename?: string };
-            events.push(event);
-          },
-          error: (e) => events.fail(e),
-          complete: () => events.end(),
-        });
+        const sub = client
+          .subscribe<{ watch: WireEvent }>({ query: gql(query), variables })
+          .subscribe({
+            next: (r) => {
+              if (r.error) return events.fail(r.error);
+              // Apollo adds __typename to every object it normalizes; the event itself is the same.
+              const { __typename: _t, ...event } = r.data!.watch as WireEvent & {
+                __typename?: string;
+              };
+              events.push(event);
+            },
+            error: (e) => events.fail(e),
+            complete: () => events.end(),
+          });
         return { events, close: () => sub.unsubscribe() };
       },
       async dispose() {
@@ -96,7 +104,9 @@ const urql: ClientKind = {
       exchanges: [
         subscriptionExchange({
           forwardSubscription: (request) => ({
-            subscribe: (sink) => ({ unsubscribe: ws.subscribe({ ...request, query: request.query ?? "" }, sink) }),
+            subscribe: (sink) => ({
+              unsubscribe: ws.subscribe({ ...request, query: request.query ?? "" }, sink),
+            }),
           }),
         }),
       ],
@@ -115,48 +125,87 @@ const urql: ClientKind = {
   },
 };
 
-/** Server-Sent Events with plain fetch: POST with `Accept: text/event-stream`, parse the stream. */
-export function sseSubscribe(url: string, query: string, variables: Record<string, unknown>, headers: Record<string, string> = {}): Subscription {
+/** One GraphQL result of a stream, as it came: data, errors, or both. */
+export interface StreamResult {
+  data?: Record<string, unknown> | null;
+  errors?: { message: string; extensions?: Record<string, unknown> }[];
+}
+
+/**
+ * Server-Sent Events with plain fetch: POST with `Accept: text/event-stream`, parse the stream,
+ * hand each result to `onResult`. Resolves when the stream ends; `abort` stops it.
+ */
+async function sseStream(
+  url: string,
+  body: { query: string; variables: Record<string, unknown> },
+  headers: Record<string, string>,
+  abort: AbortController,
+  onResult: (result: StreamResult) => void,
+): Promise<void> {
+  const res = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", accept: "text/event-stream", ...headers },
+    body: JSON.stringify(body),
+    signal: abort.signal,
+  });
+  if (!res.body) throw new Error(`no body, status ${res.status}`);
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+    buffer += decoder.decode(chunk, { stream: true });
+    let cut = buffer.indexOf("\n\n");
+    while (cut >= 0) {
+      const block = buffer.slice(0, cut);
+      buffer = buffer.slice(cut + 2);
+      cut = buffer.indexOf("\n\n");
+      const type = /^event: (.*)$/m.exec(block)?.[1];
+      const data = block
+        .split("\n")
+        .filter((l) => l.startsWith("data:"))
+        .map((l) => l.slice(5).trimStart())
+        .join("\n");
+      if (type === "complete") return;
+      if (data) onResult(JSON.parse(data) as StreamResult);
+    }
+  }
+}
+
+/** A watch over SSE whose events are `watch` payloads; an error result fails the queue. */
+export function sseSubscribe(
+  url: string,
+  query: string,
+  variables: Record<string, unknown>,
+  headers: Record<string, string> = {},
+): Subscription {
   const events = new EventQueue<WireEvent>();
   const abort = new AbortController();
-  (async () => {
-    const res = await fetch(url, {
-      method: "POST",
-      headers: { "content-type": "application/json", accept: "text/event-stream", ...headers },
-      body: JSON.stringify({ query, variables }),
-      signal: abort.signal,
-    });
-    if (!res.body) throw new Error(`no body, status ${res.status}`);
-    const decoder = new TextDecoder();
-    let buffer = "";
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buffer += decoder.decode(chunk, { stream: true });
-      let cut = buffer.indexOf("\n\n");
-      while (cut >= 0) {
-        const block = buffer.slice(0, cut);
-        buffer = buffer.slice(cut + 2);
-        cut = buffer.indexOf("\n\n");
-        const type = /^event: (.*)$/m.exec(block)?.[1];
-        const data = block
-          .split("\n")
-          .filter((l) => l.startsWith("data:"))
-          .map((l) => l.slice(5).trimStart())
-          .join("\n");
-        if (type === "complete") {
-          events.end();
-          continue;
-        }
-        if (!data) continue;
-        const payload = JSON.parse(data) as { data?: { watch: WireEvent }; errors?: unknown[] };
-        if (payload.errors) events.fail(payload.errors);
-        else if (payload.data) events.push(payload.data.watch);
-      }
-    }
-    events.end();
-  })().catch((error) => {
-    if (!abort.signal.aborted) events.fail(error);
-  });
+  sseStream(url, { query, variables }, headers, abort, (payload) => {
+    if (payload.errors) events.fail(payload.errors);
+    else if (payload.data) events.push(payload.data.watch as WireEvent);
+  }).then(
+    () => events.end(),
+    (error) => {
+      if (!abort.signal.aborted) events.fail(error);
+    },
+  );
   return { events, close: () => abort.abort() };
+}
+
+/** Every result of a subscription over SSE, errors included, in order. */
+export function sseResults(
+  url: string,
+  query: string,
+  variables: Record<string, unknown> = {},
+): { results: EventQueue<StreamResult>; close(): void } {
+  const results = new EventQueue<StreamResult>();
+  const abort = new AbortController();
+  sseStream(url, { query, variables }, {}, abort, (r) => results.push(r)).then(
+    () => results.end(),
+    (error) => {
+      if (!abort.signal.aborted) results.fail(error);
+    },
+  );
+  return { results, close: () => abort.abort() };
 }
 
 const sse: ClientKind = {
