@@ -351,7 +351,8 @@ class LiveWatch implements Watch {
    * caught up (started, nothing queued, no snapshot or catch-up due), its consumer is waiting in
    * `next()` and `ready()` holds (its socket under the high-water mark), a change is handed to
    * `deliver` from the hub's dispatch at once: no promise, no queue, per watcher and change.
-   * Anything else queues as before and comes out of `next()`, in order.
+   * Anything else queues as before and comes out of `next()`, in order. `deliver` runs inside
+   * the hub's dispatch of a change to all its watchers, so it must not throw.
    */
   direct(deliver: (event: WatchEvent) => void, ready: () => boolean): void {
     this.sink = { deliver, ready };

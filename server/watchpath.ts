@@ -293,7 +293,15 @@ function directResults(
     socket.delivered(events++ > 0 && event.snapshot);
     return socket.next(result);
   };
-  watch.direct((event) => void deliver(event), socket.ready);
+  // `deliver` runs inside the hub's dispatch to every watcher of the change: whatever goes wrong
+  // here ends this watch with an error and never reaches the hub (the others still get it).
+  watch.direct((event) => {
+    try {
+      void deliver(event);
+    } catch (error) {
+      finish({ error: streamError(error, plan) });
+    }
+  }, socket.ready);
   void (async () => {
     try {
       for (;;) {
