@@ -128,12 +128,14 @@ const urql: ClientKind = {
 /** One GraphQL result of a stream, as it came: data, errors, or both. */
 export interface StreamResult {
   data?: Record<string, unknown> | null;
-  errors?: { message: string; extensions?: Record<string, unknown> }[];
+  errors?: { message: string; path?: (string | number)[]; extensions?: Record<string, unknown> }[];
 }
 
 /**
  * Server-Sent Events with plain fetch: POST with `Accept: text/event-stream`, parse the stream,
- * hand each result to `onResult`. Resolves when the stream ends; `abort` stops it.
+ * hand each result to `onResult`. An answer that is not a stream (a request refused before it
+ * started: 401, 403, 429) is handed over as its one JSON result. Resolves when the stream ends;
+ * `abort` stops it.
  */
 async function sseStream(
   url: string,
@@ -149,6 +151,10 @@ async function sseStream(
     signal: abort.signal,
   });
   if (!res.body) throw new Error(`no body, status ${res.status}`);
+  if (!res.headers.get("content-type")?.includes("text/event-stream")) {
+    onResult((await res.json()) as StreamResult);
+    return;
+  }
   const decoder = new TextDecoder();
   let buffer = "";
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
@@ -196,10 +202,11 @@ export function sseResults(
   url: string,
   query: string,
   variables: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
 ): { results: EventQueue<StreamResult>; close(): void } {
   const results = new EventQueue<StreamResult>();
   const abort = new AbortController();
-  sseStream(url, { query, variables }, {}, abort, (r) => results.push(r)).then(
+  sseStream(url, { query, variables }, headers, abort, (r) => results.push(r)).then(
     () => results.end(),
     (error) => {
       if (!abort.signal.aborted) results.fail(error);
