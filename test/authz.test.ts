@@ -14,29 +14,15 @@ import { createAuthenticator } from "../server/auth.ts";
 import { type RunningKora, startKora } from "../server/index.ts";
 import WebSocket from "ws";
 import { pgliteTarget } from "./helpers/db.ts";
-import {
-  type Case,
-  type Who,
-  MERGE,
-  SEED,
-  WATCH,
-  readCases,
-  writeCases,
-} from "./helpers/authz-table.ts";
+import { type Case, type Who, MERGE, SEED, WATCH, readCases, writeCases } from "./helpers/authz-table.ts";
 import { sseResults } from "./helpers/clients.ts";
 import { EventQueue } from "./helpers/events.ts";
 
 const SECRET = "a-test-secret-of-at-least-32-characters!";
 const AUDIENCE = "kora-todo";
 
-async function token(
-  claims: Record<string, unknown>,
-  options: { exp?: number | string; secret?: string; aud?: string } = {},
-) {
-  const jwt = new SignJWT(claims)
-    .setProtectedHeader({ alg: "HS256" })
-    .setAudience(options.aud ?? AUDIENCE)
-    .setIssuedAt();
+async function token(claims: Record<string, unknown>, options: { exp?: number | string; secret?: string; aud?: string } = {}) {
+  const jwt = new SignJWT(claims).setProtectedHeader({ alg: "HS256" }).setAudience(options.aud ?? AUDIENCE).setIssuedAt();
   jwt.setExpirationTime(options.exp ?? "1h");
   return jwt.sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
@@ -51,11 +37,7 @@ interface Transport {
   /** One query or mutation; resolves with its single result. */
   run(query: string, variables: Record<string, unknown>, jwt?: string): Promise<Payload>;
   /** A subscription's results (events and errors) as they arrive. */
-  watch(
-    query: string,
-    variables: Record<string, unknown>,
-    jwt?: string,
-  ): { results: EventQueue<Payload>; close(): void };
+  watch(query: string, variables: Record<string, unknown>, jwt?: string): { results: EventQueue<Payload>; close(): void };
   dispose(): Promise<void>;
 }
 
@@ -69,11 +51,7 @@ function httpTransport(url: string): Transport {
     async run(query, variables, jwt) {
       const res = await fetch(url, {
         method: "POST",
-        headers: {
-          "content-type": "application/json",
-          accept: "application/graphql-response+json, application/json",
-          ...bearer(jwt),
-        },
+        headers: { "content-type": "application/json", accept: "application/graphql-response+json, application/json", ...bearer(jwt) },
         body: JSON.stringify({ query, variables }),
       });
       return (await res.json()) as Payload;
@@ -125,8 +103,7 @@ function wsTransport(wsUrl: string): Transport {
       {
         next: (r) => results.push(r as Payload),
         // Errors that end an operation arrive as a list of GraphQL errors.
-        error: (e) =>
-          Array.isArray(e) ? results.push({ errors: e as Payload["errors"] }) : results.fail(e),
+        error: (e) => (Array.isArray(e) ? results.push({ errors: e as Payload["errors"] }) : results.fail(e)),
         complete: () => results.end(),
       },
     );
@@ -192,27 +169,20 @@ describe.each(transports)("authorization over %s", (_name, makeTransport) => {
       expect(result.errors?.[0]?.extensions?.code, JSON.stringify(result)).toBe(c.expect.code);
       // Nothing of a denied field leaks into the data; allowed fields beside it still resolve.
       if (c.expect.at) expect(result.data?.[c.expect.at] ?? null).toBeNull();
-      if (c.expect.at && c.expect.also)
-        expect(result.data?.[c.expect.also]).toEqual(SEED.todos.dax.t1);
+      if (c.expect.at && c.expect.also) expect(result.data?.[c.expect.also]).toEqual(SEED.todos.dax.t1);
     } else {
       expect(result.errors, JSON.stringify(result.errors)).toBeUndefined();
       expect(result.data).toEqual(c.expect.data);
     }
   };
 
-  it.each(readCases.map((c) => [`${c.who} reads ${c.what}`, c] as [string, Case]))(
-    "%s",
-    async (_title, c) => {
-      check(await transport.run(c.query, c.variables ?? {}, jwts[c.who]), c);
-    },
-  );
+  it.each(readCases.map((c) => [`${c.who} reads ${c.what}`, c] as [string, Case]))("%s", async (_title, c) => {
+    check(await transport.run(c.query, c.variables ?? {}, jwts[c.who]), c);
+  });
 
-  it.each(writeCases("w").map((c) => [`${c.who} writes ${c.what}`, c] as [string, Case]))(
-    "%s",
-    async (_title, c) => {
-      check(await transport.run(c.query, c.variables ?? {}, jwts[c.who]), c);
-    },
-  );
+  it.each(writeCases("w").map((c) => [`${c.who} writes ${c.what}`, c] as [string, Case]))("%s", async (_title, c) => {
+    check(await transport.run(c.query, c.variables ?? {}, jwts[c.who]), c);
+  });
 
   it.each([
     ["dax", ["todos", "yousef"]],
@@ -227,52 +197,28 @@ describe.each(transports)("authorization over %s", (_name, makeTransport) => {
     expect(first.data?.watch ?? null).toBeNull();
   });
 
-  it.each([[[]], [["todos"]]] as [string[]][])(
-    "a watcher of %j never receives a forbidden change",
-    async (path) => {
-      const { results, close } = transport.watch(WATCH, { path }, jwts.dax);
-      try {
-        const snapshot = (await results.next()).data?.watch as {
-          snapshot: boolean;
-          merge: Record<string, any>;
-        };
-        expect(snapshot.snapshot).toBe(true);
-        expect(JSON.stringify(snapshot.merge)).not.toMatch(/yousef|hunter2/);
-        // Changes dax may not read: by another user, and by server-side code.
-        const yousef = await transport.run(
-          MERGE,
-          { path: ["todos", "yousef", "w2"], value: { title: "hidden" } },
-          jwts.yousef,
-        );
-        expect(yousef.errors).toBeUndefined();
-        await kora.gateway.commit(mutationFromInput({ merge: { secret: { rotated: "hunter3" } } }));
-        // One change with a readable and a forbidden part: only the readable part arrives.
-        await kora.gateway.commit(
-          mutationFromInput({
-            merge: {
-              todos: { dax: { mixed: { title: "seen" } }, yousef: { mixed: { title: "unseen" } } },
-            },
-          }),
-        );
-        const own = await transport.run(
-          MERGE,
-          { path: ["todos", "dax", "w3"], value: { title: "mine" } },
-          jwts.dax,
-        );
-        const mixed = (await results.next()).data?.watch as {
-          merge: Record<string, unknown>;
-          delete: Record<string, unknown>;
-        };
-        expect(mixed.merge).toEqual({ todos: { dax: { mixed: { title: "seen" } } } });
-        const next = (await results.next()).data?.watch as {
-          version: string;
-          merge: Record<string, unknown>;
-        };
-        expect(next.version).toBe((own.data!.merge as { version: string }).version);
-        expect(next.merge).toEqual({ todos: { dax: { w3: { title: "mine" } } } });
-      } finally {
-        close();
-      }
-    },
-  );
+  it.each([[[]], [["todos"]]] as [string[]][])("a watcher of %j never receives a forbidden change", async (path) => {
+    const { results, close } = transport.watch(WATCH, { path }, jwts.dax);
+    try {
+      const snapshot = (await results.next()).data?.watch as { snapshot: boolean; merge: Record<string, any> };
+      expect(snapshot.snapshot).toBe(true);
+      expect(JSON.stringify(snapshot.merge)).not.toMatch(/yousef|hunter2/);
+      // Changes dax may not read: by another user, and by server-side code.
+      const yousef = await transport.run(MERGE, { path: ["todos", "yousef", "w2"], value: { title: "hidden" } }, jwts.yousef);
+      expect(yousef.errors).toBeUndefined();
+      await kora.gateway.commit(mutationFromInput({ merge: { secret: { rotated: "hunter3" } } }));
+      // One change with a readable and a forbidden part: only the readable part arrives.
+      await kora.gateway.commit(
+        mutationFromInput({ merge: { todos: { dax: { mixed: { title: "seen" } }, yousef: { mixed: { title: "unseen" } } } } }),
+      );
+      const own = await transport.run(MERGE, { path: ["todos", "dax", "w3"], value: { title: "mine" } }, jwts.dax);
+      const mixed = (await results.next()).data?.watch as { merge: Record<string, unknown>; delete: Record<string, unknown> };
+      expect(mixed.merge).toEqual({ todos: { dax: { mixed: { title: "seen" } } } });
+      const next = (await results.next()).data?.watch as { version: string; merge: Record<string, unknown> };
+      expect(next.version).toBe((own.data!.merge as { version: string }).version);
+      expect(next.merge).toEqual({ todos: { dax: { w3: { title: "mine" } } } });
+    } finally {
+      close();
+    }
+  });
 });

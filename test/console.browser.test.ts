@@ -21,10 +21,7 @@ import { pgliteTarget } from "./helpers/db.ts";
 import { type TestServer, merge, read, startTestServer } from "./helpers/server.ts";
 
 const EXAMPLE = {
-  "user:info": {
-    dax: { name: "Dax", company: "ironbay" },
-    yousef: { name: "Yousef", company: "ironbay" },
-  },
+  "user:info": { dax: { name: "Dax", company: "ironbay" }, yousef: { name: "Yousef", company: "ironbay" } },
   "company:info": { ironbay: { name: "Ironbay", city: "New York" } },
   "company:employees": { ironbay: { dax: 1493337757300, yousef: 1493337757300 } },
 };
@@ -61,8 +58,7 @@ describe.runIf(available)("the console in Chromium", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const row = (page: Page, path: string[]) =>
-    page.locator(`.row[data-path='${JSON.stringify(path).replaceAll("'", "\\'")}']`);
+  const row = (page: Page, path: string[]) => page.locator(`.row[data-path='${JSON.stringify(path).replaceAll("'", "\\'")}']`);
 
   it("browses, shows changes live, edits, deletes, and shows what the rules refuse", async () => {
     const context = await browser.newContext();
@@ -72,12 +68,7 @@ describe.runIf(available)("the console in Chromium", () => {
     let requests = 0;
     page.on("request", (r) => {
       requests++;
-      if (
-        !r.url().startsWith("data:") &&
-        !r.url().startsWith("blob:") &&
-        new URL(r.url()).origin !== origin
-      )
-        foreign.push(r.url());
+      if (!r.url().startsWith("data:") && !r.url().startsWith("blob:") && new URL(r.url()).origin !== origin) foreign.push(r.url());
     });
     page.on("websocket", (s) => {
       if (new URL(s.url()).origin.replace(/^ws/, "http") !== origin) foreign.push(s.url());
@@ -86,20 +77,11 @@ describe.runIf(available)("the console in Chromium", () => {
     await page.goto(`${origin}/console`);
 
     // The example tree's top level, then company:employees/ironbay expanded.
-    for (const key of ["user:info", "company:info", "company:employees"])
-      await row(page, [key]).waitFor({ timeout: 30_000 });
+    for (const key of ["user:info", "company:info", "company:employees"]) await row(page, [key]).waitFor({ timeout: 30_000 });
     await row(page, ["company:employees"]).locator(".toggle").click();
     await row(page, ["company:employees", "ironbay"]).locator(".toggle").click();
-    await expect
-      .poll(() => row(page, ["company:employees", "ironbay", "dax"]).textContent(), {
-        timeout: 30_000,
-      })
-      .toContain("1493337757300");
-    expect(
-      await row(page, ["company:employees", "ironbay", "yousef"])
-        .locator(".value")
-        .getAttribute("class"),
-    ).toContain("type-number");
+    await expect.poll(() => row(page, ["company:employees", "ironbay", "dax"]).textContent(), { timeout: 30_000 }).toContain("1493337757300");
+    expect(await row(page, ["company:employees", "ironbay", "yousef"]).locator(".value").getAttribute("class")).toContain("type-number");
 
     // A merge made over HTTP appears live, flashing where it happened.
     await merge(server.url, ["company:employees", "ironbay", "newbie"], 1700000000000);
@@ -110,31 +92,19 @@ describe.runIf(available)("the console in Chromium", () => {
     // Select a node: breadcrumb and copyable path.
     await row(page, ["company:employees", "ironbay", "dax"]).locator(".key").click();
     expect(await page.locator("#path").textContent()).toBe('["company:employees","ironbay","dax"]');
-    expect(await page.locator("#breadcrumb").textContent()).toContain(
-      "company:employees / ironbay / dax",
-    );
+    expect(await page.locator("#breadcrumb").textContent()).toContain("company:employees / ironbay / dax");
 
     // Edit a value: one merge through the normal pipeline.
     await page.locator("#value").fill("42");
     await page.locator("#set").click();
-    await expect
-      .poll(() => page.locator("#message").textContent(), { timeout: 30_000 })
-      .toMatch(/committed as version \d+/);
+    await expect.poll(() => page.locator("#message").textContent(), { timeout: 30_000 }).toMatch(/committed as version \d+/);
     expect(await read(server.url, ["company:employees", "ironbay", "dax"])).toBe(42);
-    await expect
-      .poll(() => row(page, ["company:employees", "ironbay", "dax"]).textContent(), {
-        timeout: 30_000,
-      })
-      .toContain("42");
+    await expect.poll(() => row(page, ["company:employees", "ironbay", "dax"]).textContent(), { timeout: 30_000 }).toContain("42");
 
     // Delete a node (after the confirmation).
     await row(page, ["company:employees", "ironbay", "yousef"]).locator(".key").click();
     await page.locator("#delete").click();
-    await expect
-      .poll(() => row(page, ["company:employees", "ironbay", "yousef"]).count(), {
-        timeout: 30_000,
-      })
-      .toBe(0);
+    await expect.poll(() => row(page, ["company:employees", "ironbay", "yousef"]).count(), { timeout: 30_000 }).toBe(0);
     expect(await read(server.url, ["company:employees", "ironbay", "yousef"])).toBeNull();
 
     // A write the rules forbid: refused with the rule engine's message, nothing written.
@@ -145,26 +115,19 @@ describe.runIf(available)("the console in Chromium", () => {
     await page.locator("#set").click();
     await expect
       .poll(() => page.locator("#message").textContent(), { timeout: 30_000 })
-      .toMatch(
-        /set refused \(FORBIDDEN\): writing \["company:info","ironbay","city"\] is not allowed by the rules/,
-      );
+      .toMatch(/set refused \(FORBIDDEN\): writing \["company:info","ironbay","city"\] is not allowed by the rules/);
     expect(await read(server.url, ["company:info", "ironbay", "city"])).toBe("New York");
 
     // The rules simulator, on the selected path, names the rule that decided.
     await page.locator("#sim-claims").fill("null");
     await page.locator("#sim-run").click();
-    await expect
-      .poll(() => page.locator("#sim-result").textContent(), { timeout: 30_000 })
-      .toContain('ALLOWED — by rule "/" (read: true)');
+    await expect.poll(() => page.locator("#sim-result").textContent(), { timeout: 30_000 }).toContain('ALLOWED — by rule "/" (read: true)');
     await page.locator("#sim-op").selectOption("write");
     await page.locator("#sim-value").fill('"Boston"');
     await page.locator("#sim-run").click();
-    await expect
-      .poll(() => page.locator("#sim-result").textContent(), { timeout: 30_000 })
-      .toMatch(/DENIED \(FORBIDDEN\): writing \["company:info","ironbay","city"\]/);
+    await expect.poll(() => page.locator("#sim-result").textContent(), { timeout: 30_000 }).toMatch(/DENIED \(FORBIDDEN\): writing \["company:info","ironbay","city"\]/);
 
-    if (process.env.KORA_SCREENSHOT)
-      await page.screenshot({ path: process.env.KORA_SCREENSHOT, fullPage: true });
+    if (process.env.KORA_SCREENSHOT) await page.screenshot({ path: process.env.KORA_SCREENSHOT, fullPage: true });
     expect(requests).toBeGreaterThan(3);
     expect(foreign).toEqual([]);
     await context.close();
@@ -174,12 +137,7 @@ describe.runIf(available)("the console in Chromium", () => {
     // `big` holds 100,000 children of two leaves each (about 3.5 MB of JSON). The console lists
     // children with `keys` and watches from the listing's version: no response or WebSocket
     // message carries `big`'s subtree, neither when the root lists it nor when `big` is opened.
-    const big = Object.fromEntries(
-      Array.from({ length: 100_000 }, (_, i) => [
-        `c${String(i).padStart(6, "0")}`,
-        { v: i, w: "some text" },
-      ]),
-    );
+    const big = Object.fromEntries(Array.from({ length: 100_000 }, (_, i) => [`c${String(i).padStart(6, "0")}`, { v: i, w: "some text" }]));
     await importTree(server.kora.gateway.store, [JSON.stringify({ big })]);
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -188,8 +146,8 @@ describe.runIf(available)("the console in Chromium", () => {
     const refused: string[] = [];
     page.on("response", (r) => {
       if (r.url().endsWith("/graphql") && r.request().method() === "POST")
-        // A response still arriving when the context closes has no body to give: only those
-        // are let go (a rejection here was once the run's one unhandled error).
+        // A response still arriving when the context closes has no body to give: only those are
+        // let go (a rejection here was once the run's one unhandled error).
         r.body().then(
           (body) => posts.push(body.length),
           (error) => {
@@ -207,9 +165,7 @@ describe.runIf(available)("the console in Chromium", () => {
     await page.goto(`${new URL(server.url).origin}/console`);
     // The root lists `big` as an object beside the example's keys.
     await row(page, ["big"]).waitFor({ timeout: 30_000 });
-    expect(await row(page, ["big"]).locator(".value").getAttribute("class")).toContain(
-      "type-object",
-    );
+    expect(await row(page, ["big"]).locator(".value").getAttribute("class")).toContain("type-object");
     await row(page, ["big"]).locator(".toggle").click();
     await row(page, ["big", "c000049"]).waitFor({ timeout: 30_000 });
     expect(await row(page, ["big", "c000050"]).count()).toBe(0);
@@ -218,21 +174,15 @@ describe.runIf(available)("the console in Chromium", () => {
     await row(page, ["big", "c000099"]).waitFor({ timeout: 30_000 });
     expect(await row(page, ["big", "c000100"]).count()).toBe(0);
     await row(page, ["big", "c000003"]).locator(".toggle").click();
-    await expect
-      .poll(() => row(page, ["big", "c000003", "w"]).textContent(), { timeout: 30_000 })
-      .toContain("some text");
+    await expect.poll(() => row(page, ["big", "c000003", "w"]).textContent(), { timeout: 30_000 }).toContain("some text");
 
     // Still live: a change inside a closed child flashes that child's row (the watch of `big`),
     // one inside an open child shows up there (its own watch).
     // (Written as the server: the rules grant writes only to the example's paths.)
     await server.kora.gateway.commit(mergeAt(["big", "c000007", "v"], "changed"));
-    await expect
-      .poll(() => row(page, ["big", "c000007"]).getAttribute("class"), { timeout: 30_000 })
-      .toContain("flash");
+    await expect.poll(() => row(page, ["big", "c000007"]).getAttribute("class"), { timeout: 30_000 }).toContain("flash");
     await server.kora.gateway.commit(mergeAt(["big", "c000003", "v"], 42));
-    await expect
-      .poll(() => row(page, ["big", "c000003", "v"]).textContent(), { timeout: 30_000 })
-      .toContain("42");
+    await expect.poll(() => row(page, ["big", "c000003", "v"]).textContent(), { timeout: 30_000 }).toContain("42");
 
     // Every listing was one page of 50 keys, every message small, and no watch was refused: a
     // `path` listing carries megabytes here, and a watch without `since` starts with a snapshot
@@ -242,9 +192,7 @@ describe.runIf(available)("the console in Chromium", () => {
     expect(frames.length).toBeGreaterThan(3);
     expect(Math.max(...posts)).toBeLessThan(10_000);
     expect(Math.max(...frames)).toBeLessThan(10_000);
-    expect(posts.reduce((a, b) => a + b, 0) + frames.reduce((a, b) => a + b, 0)).toBeLessThan(
-      200_000,
-    );
+    expect(posts.reduce((a, b) => a + b, 0) + frames.reduce((a, b) => a + b, 0)).toBeLessThan(200_000);
     await context.close();
   });
 
@@ -259,9 +207,7 @@ describe.runIf(available)("the console in Chromium", () => {
     const bio = row(page, ["user:info", "dax", "bio"]);
     await expect.poll(() => bio.textContent(), { timeout: 30_000 }).toContain("string, 5002 bytes");
     await bio.locator(".key").click();
-    await expect
-      .poll(() => page.locator("#value").inputValue(), { timeout: 30_000 })
-      .toBe(JSON.stringify(long));
+    await expect.poll(() => page.locator("#value").inputValue(), { timeout: 30_000 }).toBe(JSON.stringify(long));
     await context.close();
   });
 });
@@ -276,28 +222,18 @@ describe("the console's admin API and access", () => {
   const base = (s: TestServer) => new URL(s.url).origin;
 
   it("needs the admin credential when one is configured, and is off when disabled", async () => {
-    const on = await startTestServer(pgliteTarget, {
-      console: { adminToken: "an-admin-credential-0123456789" },
-    });
+    const on = await startTestServer(pgliteTarget, { console: { adminToken: "an-admin-credential-0123456789" } });
     servers.push(on);
     expect((await fetch(`${base(on)}/console`)).status).toBe(200);
     expect(await (await fetch(`${base(on)}/console`)).text()).toContain('<div id="app">');
     const anonymous = await fetch(`${base(on)}/console/api/effects`);
     expect(anonymous.status).toBe(401);
-    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe(
-      "UNAUTHENTICATED",
-    );
-    const wrong = await fetch(`${base(on)}/console/api/effects`, {
-      headers: { authorization: "Bearer nope" },
-    });
+    expect(((await anonymous.json()) as { error: { code: string } }).error.code).toBe("UNAUTHENTICATED");
+    const wrong = await fetch(`${base(on)}/console/api/effects`, { headers: { authorization: "Bearer nope" } });
     expect(wrong.status).toBe(403);
-    const admin = await fetch(`${base(on)}/console/api/effects`, {
-      headers: { authorization: "Bearer an-admin-credential-0123456789" },
-    });
+    const admin = await fetch(`${base(on)}/console/api/effects`, { headers: { authorization: "Bearer an-admin-credential-0123456789" } });
     expect(admin.status).toBe(200);
-    expect(await fetch(`${base(on)}/console/..%2F..%2Fpackage.json`).then((r) => r.status)).toBe(
-      404,
-    );
+    expect(await fetch(`${base(on)}/console/..%2F..%2Fpackage.json`).then((r) => r.status)).toBe(404);
 
     const off = await startTestServer(pgliteTarget, { console: { enabled: false } });
     servers.push(off);
@@ -318,26 +254,14 @@ describe("the console's admin API and access", () => {
         if (attempts === 1) throw new Error("SMTP 451: try later");
       },
     });
-    const s = await startTestServer(pgliteTarget, {
-      interceptors: [flaky],
-      chain: { effectPollMs: 50 },
-    });
+    const s = await startTestServer(pgliteTarget, { interceptors: [flaky], chain: { effectPollMs: 50 } });
     servers.push(s);
     await merge(s.url, ["orders", "o1"], { total: 3 });
-    const list = async () =>
-      (
-        (await (await fetch(`${base(s)}/console/api/effects`)).json()) as {
-          tasks: { id: number; state: string; lastError: string | null }[];
-        }
-      ).tasks;
+    const list = async () => ((await (await fetch(`${base(s)}/console/api/effects`)).json()) as { tasks: { id: number; state: string; lastError: string | null }[] }).tasks;
     await expect.poll(async () => (await list())[0]?.state, { timeout: 30_000 }).toBe("failed");
     const failed = (await list())[0] as { id: number; lastError: string | null };
     expect(failed.lastError).toContain("SMTP 451: try later");
-    const retry = await fetch(`${base(s)}/console/api/effects/retry`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({ id: failed.id }),
-    });
+    const retry = await fetch(`${base(s)}/console/api/effects/retry`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ id: failed.id }) });
     expect(retry.status).toBe(200);
     await expect.poll(async () => (await list())[0]?.state, { timeout: 30_000 }).toBe("done");
     expect(attempts).toBe(2);

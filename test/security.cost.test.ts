@@ -57,11 +57,7 @@ async function measured<T>(
     const used = process.cpuUsage(cpu);
     const cpuMs = (used.user + used.system) / 1000;
     const rssMiB = (process.memoryUsage.rss() - rss) / 2 ** 20;
-    best = {
-      result,
-      cpuMs: Math.min(cpuMs, best?.cpuMs ?? cpuMs),
-      rssMiB: Math.min(rssMiB, best?.rssMiB ?? rssMiB),
-    };
+    best = { result, cpuMs: Math.min(cpuMs, best?.cpuMs ?? cpuMs), rssMiB: Math.min(rssMiB, best?.rssMiB ?? rssMiB) };
   }
   return best as { result: T; cpuMs: number; rssMiB: number };
 }

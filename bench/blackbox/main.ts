@@ -12,15 +12,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import pg from "pg";
 import { encodePath, upperBound } from "../../core/store/encoding.ts";
-import {
-  commandOf,
-  cpuMeter,
-  machine,
-  machineBusyMs,
-  peakRss,
-  processTree,
-  usage,
-} from "./proc.ts";
+import { commandOf, cpuMeter, machine, machineBusyMs, peakRss, processTree, usage } from "./proc.ts";
 import type { Command, Outcome } from "./worker.ts";
 
 /**
@@ -62,8 +54,7 @@ interface Row {
   ratio: string;
 }
 
-const fmt = (n: number, digits = 0) =>
-  n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
 const auto = (n: number) => fmt(n, n < 1 ? 3 : n < 10 ? 2 : n < 100 ? 1 : 0);
 const mib = (bytes: number) => fmt(bytes / 2 ** 20, 0);
 const percentile = (xs: number[], p: number) => {
@@ -76,10 +67,7 @@ const percentile = (xs: number[], p: number) => {
 class Worker {
   readonly child: ChildProcess;
   private nextId = 1;
-  private readonly waiting = new Map<
-    number,
-    { resolve: (o: Outcome) => void; reject: (e: Error) => void }
-  >();
+  private readonly waiting = new Map<number, { resolve: (o: Outcome) => void; reject: (e: Error) => void }>();
   constructor(app: string) {
     this.child = fork(new URL("./worker.ts", import.meta.url), [], {
       execArgv: ["--import", "tsx"],
@@ -94,8 +82,7 @@ class Worker {
       else w?.resolve(m.outcome as Outcome);
     });
     this.child.on("exit", (code) => {
-      for (const w of this.waiting.values())
-        w.reject(new Error(`bench worker exited with ${code}`));
+      for (const w of this.waiting.values()) w.reject(new Error(`bench worker exited with ${code}`));
       this.waiting.clear();
     });
   }
@@ -126,24 +113,13 @@ interface Server {
 }
 
 /** Starts a process in its own group and waits for `pattern` on its stdout (60 s at most). */
-async function startProcess(
-  command: string[],
-  env: NodeJS.ProcessEnv,
-  pattern: RegExp,
-): Promise<{ child: ChildProcess; match: RegExpExecArray; ms: number }> {
+async function startProcess(command: string[], env: NodeJS.ProcessEnv, pattern: RegExp): Promise<{ child: ChildProcess; match: RegExpExecArray; ms: number }> {
   const t = performance.now();
-  const child = spawn(command[0] as string, command.slice(1), {
-    env,
-    detached: true,
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+  const child = spawn(command[0] as string, command.slice(1), { env, detached: true, stdio: ["ignore", "pipe", "inherit"] });
   let out = "";
   child.stdout?.setEncoding("utf8");
   const match = await new Promise<RegExpExecArray>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`${command.join(" ")} did not start within 60 s: ${out}`)),
-      60_000,
-    );
+    const timer = setTimeout(() => reject(new Error(`${command.join(" ")} did not start within 60 s: ${out}`)), 60_000);
     child.once("exit", (code) => {
       clearTimeout(timer);
       reject(new Error(`${command.join(" ")} exited with ${code}: ${out}`));
@@ -190,12 +166,7 @@ function profiled(command: string[], dir: string): string[] {
   throw new Error(`--profile needs a server command that starts with node or tsx, not ${first}`);
 }
 
-async function startKora(options: {
-  db: string;
-  schema: string;
-  app: string;
-  profileDir?: string;
-}): Promise<Server> {
+async function startKora(options: { db: string; schema: string; app: string; profileDir?: string }): Promise<Server> {
   const env: NodeJS.ProcessEnv = {
     ...process.env,
     DATABASE_URL: options.db,
@@ -229,9 +200,9 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
   const { quick, profile, db } = options;
   const want = (phase: string) => !options.only || options.only.includes(phase);
   const SECONDS = quick ? 1.5 : 5;
-  // Every timed phase is preceded by the same load, untimed, on both sides: a server that users
-  // run has its hot paths compiled, and the first seconds of a fresh Node process run them in
-  // V8's interpreter (the first 5 s of merges measured ~half the rate of the next 5 s).
+  // Every timed phase follows the same load, untimed, on both sides: a server users run has its
+  // hot paths compiled, and the first seconds of a fresh Node process run them in V8's lower
+  // tiers (the first 5 s of merges measured 50-85% of the rate of the next 5 s).
   const WARMUP_SECONDS = quick ? 0.5 : 2;
   const WARMUP_WRITES = quick ? 20 : 100;
   const WATCHERS = quick ? 200 : 1000;
@@ -248,27 +219,18 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
   const startLoad = machine().load;
   const t0 = performance.now();
 
-  const admin = new pg.Client({
-    connectionString: db,
-    application_name: "kora-bench-orchestrator",
-  });
+  const admin = new pg.Client({ connectionString: db, application_name: "kora-bench-orchestrator" });
   await admin.connect();
-  const pgVersion = (
-    (await admin.query("SHOW server_version")).rows[0] as { server_version: string }
-  ).server_version;
+  const pgVersion = ((await admin.query("SHOW server_version")).rows[0] as { server_version: string }).server_version;
   await admin.query(`CREATE SCHEMA ${rawSchema}`);
-  await admin.query(
-    `CREATE TABLE ${rawSchema}.upsert (k text COLLATE "C" PRIMARY KEY, v jsonb NOT NULL)`,
-  );
-  await admin.query(
-    `CREATE TABLE ${rawSchema}.leaves (k text COLLATE "C" PRIMARY KEY, v jsonb NOT NULL)`,
-  );
+  await admin.query(`CREATE TABLE ${rawSchema}.upsert (k text COLLATE "C" PRIMARY KEY, v jsonb NOT NULL)`);
+  await admin.query(`CREATE TABLE ${rawSchema}.leaves (k text COLLATE "C" PRIMARY KEY, v jsonb NOT NULL)`);
   const backends = async (): Promise<number[]> =>
     (
-      await admin.query(
-        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1 OR application_name = $2",
-        [`${app}%`, `kora-listen:${schema}`.slice(0, 63)],
-      )
+      await admin.query("SELECT pid FROM pg_stat_activity WHERE application_name LIKE $1 OR application_name = $2", [
+        `${app}%`,
+        `kora-listen:${schema}`.slice(0, 63),
+      ])
     ).rows.map((r: { pid: number }) => r.pid);
 
   const workers = Array.from({ length: CLIENT_PROCS }, () => new Worker(app));
@@ -279,16 +241,8 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
   const profileRoot = new URL("../results/profiles/", import.meta.url).pathname;
 
   /** CPU of the server's processes and of all the bench's processes (clients, server, its PostgreSQL backends) over `fn`. */
-  async function measured<T>(
-    server: () => number[],
-    fn: () => Promise<T>,
-  ): Promise<{ result: T; serverMs: number; allMs: number; machineMs: number; wallMs: number }> {
-    const all = async () => [
-      ...server(),
-      ...workerPids(),
-      ...(rawWs ? [rawWs.child.pid as number] : []),
-      ...(await backends()),
-    ];
+  async function measured<T>(server: () => number[], fn: () => Promise<T>): Promise<{ result: T; serverMs: number; allMs: number; machineMs: number; wallMs: number }> {
+    const all = async () => [...server(), ...workerPids(), ...(rawWs ? [rawWs.child.pid as number] : []), ...(await backends())];
     const allMeter = cpuMeter(await all());
     const serverMeter = cpuMeter(server());
     const machine0 = machineBusyMs();
@@ -296,39 +250,22 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     const result = await fn();
     const wallMs = performance.now() - t;
     const machineMs = machineBusyMs() - machine0;
-    return {
-      result,
-      serverMs: serverMeter.stop(server()),
-      allMs: allMeter.stop(await all()),
-      machineMs,
-      wallMs,
-    };
+    return { result, serverMs: serverMeter.stop(server()), allMs: allMeter.stop(await all()), machineMs, wallMs };
   }
-  const sum = (outcomes: Outcome[], key: "count" | "errors") =>
-    outcomes.reduce((a, o) => a + (o[key] ?? 0), 0);
+  const sum = (outcomes: Outcome[], key: "count" | "errors") => outcomes.reduce((a, o) => a + (o[key] ?? 0), 0);
   const errorsOf = (outcomes: Outcome[]) => {
     const kinds: Record<string, number> = {};
-    for (const o of outcomes)
-      for (const [k, v] of Object.entries(o.errorKinds ?? {})) kinds[k] = (kinds[k] ?? 0) + v;
+    for (const o of outcomes) for (const [k, v] of Object.entries(o.errorKinds ?? {})) kinds[k] = (kinds[k] ?? 0) + v;
     return Object.entries(kinds)
       .map(([k, v]) => `${v} x ${k}`)
       .join(", ");
   };
-  const row = (
-    figure: string,
-    raw: number | undefined,
-    koraValue: number,
-    lowerIsBetter = false,
-    unit = "",
-  ) => {
+  const row = (figure: string, raw: number | undefined, koraValue: number, lowerIsBetter = false, unit = "") => {
     rows.push({
       figure,
       raw: raw === undefined ? "-" : `${auto(raw)}${unit}`,
       kora: `${auto(koraValue)}${unit}`,
-      ratio:
-        raw === undefined || raw === 0
-          ? "-"
-          : `${fmt(koraValue / raw, 2)}x${lowerIsBetter ? " (lower is better)" : ""}`,
+      ratio: raw === undefined || raw === 0 ? "-" : `${fmt(koraValue / raw, 2)}x${lowerIsBetter ? " (lower is better)" : ""}`,
     });
     console.log(`  ${figure}: raw ${raw === undefined ? "-" : auto(raw)}, Kora ${auto(koraValue)}`);
   };
@@ -355,10 +292,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
   const done = async (s: Server) => {
     const p = profiling.get(s);
     if (!p) return;
-    writeFileSync(
-      `${p.dir}/window.json`,
-      JSON.stringify({ fromMs: p.fromMs, toMs: performance.now() - s.spawnedAt }),
-    );
+    writeFileSync(`${p.dir}/window.json`, JSON.stringify({ fromMs: p.fromMs, toMs: performance.now() - s.spawnedAt }));
     await s.stop();
   };
 
@@ -366,11 +300,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     // Start-up: RSS before any connection.
     if (!profile) {
       rawWs = await (async () => {
-        const { child, match } = await startProcess(
-          [process.execPath, new URL("./raw-ws-server.mjs", import.meta.url).pathname],
-          process.env,
-          /listening (\d+)/,
-        );
+        const { child, match } = await startProcess([process.execPath, new URL("./raw-ws-server.mjs", import.meta.url).pathname], process.env, /listening (\d+)/);
         return { child, port: Number(match[1]) };
       })();
       const k = await server("start");
@@ -378,16 +308,9 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       await new Promise((r) => setTimeout(r, 1000));
       const koraRss = usage(k.pids()).rssBytes;
       const rawRss = usage([rawWs.child.pid as number]).rssBytes;
-      row(
-        "server RSS before any connection, MiB (Kora: the whole process tree)",
-        rawRss / 2 ** 20,
-        koraRss / 2 ** 20,
-        true,
-      );
+      row("server RSS before any connection, MiB (Kora: the whole process tree)", rawRss / 2 ** 20, koraRss / 2 ** 20, true);
       const each = k.pids().map((p) => `${commandOf(p)} ${mib(usage([p]).rssBytes)} MiB`);
-      notes.push(
-        `Kora's process tree at start (\`${SERVER_COMMAND}\`, ready in ${fmt(k.startMs)} ms): ${each.join("; ")}.`,
-      );
+      notes.push(`Kora's process tree at start (\`${SERVER_COMMAND}\`, ready in ${fmt(k.startMs)} ms): ${each.join("; ")}.`);
     }
 
     // 1. Merges from 16 clients: graphql-ws, HTTP; raw: 16 pg connections upserting.
@@ -396,24 +319,9 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       let rawRate: number | undefined;
       let rawCpu: number | undefined;
       if (!profile) {
-        const upserts = (seconds: number) =>
-          Promise.all(
-            workers.map((w, i) =>
-              w.call({
-                op: "pgUpserts",
-                db,
-                table: `${rawSchema}.upsert`,
-                connections: 4,
-                seconds,
-                tag: `w${i}`,
-              }),
-            ),
-          );
+        const upserts = (seconds: number) => Promise.all(workers.map((w, i) => w.call({ op: "pgUpserts", db, table: `${rawSchema}.upsert`, connections: 4, seconds, tag: `w${i}` })));
         await upserts(WARMUP_SECONDS);
-        const m = await measured(
-          () => [],
-          () => upserts(SECONDS),
-        );
+        const m = await measured(() => [], () => upserts(SECONDS));
         rawRate = sum(m.result, "count") / SECONDS;
         rawCpu = m.allMs / sum(m.result, "count");
       }
@@ -435,23 +343,9 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
         await done(k);
         const count = sum(m.result, "count");
         const label = transport === "ws" ? "graphql-ws" : "HTTP";
-        row(
-          `merges/s, 16 clients over ${label} (raw: 16 pg connections, single-row upserts)`,
-          rawRate,
-          count / SECONDS,
-        );
-        row(
-          `CPU per merge over ${label}, ms, all bench processes (raw: per upsert)`,
-          rawCpu,
-          m.allMs / count,
-          true,
-        );
-        rows.push({
-          figure: `CPU per merge over ${label}, ms, Kora's server process alone`,
-          raw: "-",
-          kora: auto(m.serverMs / count),
-          ratio: "-",
-        });
+        row(`merges/s, 16 clients over ${label} (raw: 16 pg connections, single-row upserts)`, rawRate, count / SECONDS);
+        row(`CPU per merge over ${label}, ms, all bench processes (raw: per upsert)`, rawCpu, m.allMs / count, true);
+        rows.push({ figure: `CPU per merge over ${label}, ms, Kora's server process alone`, raw: "-", kora: auto(m.serverMs / count), ratio: "-" });
         if (sum(m.result, "errors") > 0) notes.push(`merges over ${label}: ${errorsOf(m.result)}`);
       }
     }
@@ -460,39 +354,16 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     if (want("seq") && !profile) {
       console.log("sequential writes");
       const k = await server("seq");
-      const pgSeq = (count: number) =>
-        workers[0]!.call({
-          op: "seq",
-          transport: "pg",
-          target: db,
-          table: `${rawSchema}.upsert`,
-          count,
-        });
+      const pgSeq = (count: number) => workers[0]!.call({ op: "seq", transport: "pg", target: db, table: `${rawSchema}.upsert`, count });
       await pgSeq(WARMUP_WRITES);
       const rawSeq = await pgSeq(SEQ);
       for (const transport of ["ws", "http"] as const) {
-        const seq = (count: number) =>
-          workers[0]!.call({
-            op: "seq",
-            transport,
-            target: transport === "ws" ? k.wsUrl : k.url,
-            count,
-          });
+        const seq = (count: number) => workers[0]!.call({ op: "seq", transport, target: transport === "ws" ? k.wsUrl : k.url, count });
         await seq(WARMUP_WRITES);
         const o = await seq(SEQ);
         const label = transport === "ws" ? "graphql-ws" : "HTTP";
-        row(
-          `sequential write p50, ms, over ${label} (raw: one pg upsert)`,
-          percentile(rawSeq.latencies ?? [], 50),
-          percentile(o.latencies ?? [], 50),
-          true,
-        );
-        row(
-          `sequential write p99, ms, over ${label}`,
-          percentile(rawSeq.latencies ?? [], 99),
-          percentile(o.latencies ?? [], 99),
-          true,
-        );
+        row(`sequential write p50, ms, over ${label} (raw: one pg upsert)`, percentile(rawSeq.latencies ?? [], 50), percentile(o.latencies ?? [], 50), true);
+        row(`sequential write p99, ms, over ${label}`, percentile(rawSeq.latencies ?? [], 99), percentile(o.latencies ?? [], 99), true);
       }
     }
 
@@ -505,155 +376,60 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       const seed = await fetch(k.url, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body: JSON.stringify({
-          query: `mutation($v: JSON!) { merge(path: ["read", "sub"], value: $v) { version } }`,
-          variables: { v: leaves },
-        }),
+        body: JSON.stringify({ query: `mutation($v: JSON!) { merge(path: ["read", "sub"], value: $v) { version } }`, variables: { v: leaves } }),
       });
       if (!seed.ok) throw new Error(`seeding the read subtree failed: HTTP ${seed.status}`);
       const lo = encodePath(["read", "sub"]);
-      await admin.query(
-        `INSERT INTO ${rawSchema}.leaves SELECT $1 || lpad(i::text, 4, '0'), to_jsonb(i) FROM generate_series(0, 999) i`,
-        [lo],
-      );
+      await admin.query(`INSERT INTO ${rawSchema}.leaves SELECT $1 || lpad(i::text, 4, '0'), to_jsonb(i) FROM generate_series(0, 999) i`, [lo]);
       for (const concurrency of [1, 16]) {
         const procs = concurrency === 1 ? [workers[0]!] : workers;
         const per = concurrency === 1 ? 1 : concurrency / workers.length;
         let raw: number | undefined;
         if (!profile) {
-          const pgReads = (seconds: number) =>
-            Promise.all(
-              procs.map((w) =>
-                w.call({
-                  op: "pgReads",
-                  db,
-                  table: `${rawSchema}.leaves`,
-                  concurrency: per,
-                  seconds,
-                  lo,
-                  hi: upperBound(lo),
-                }),
-              ),
-            );
+          const pgReads = (seconds: number) => Promise.all(procs.map((w) => w.call({ op: "pgReads", db, table: `${rawSchema}.leaves`, concurrency: per, seconds, lo, hi: upperBound(lo) })));
           await pgReads(WARMUP_SECONDS);
           raw = sum(await pgReads(SECONDS), "count") / SECONDS;
         }
-        const reads = (seconds: number) =>
-          Promise.all(
-            procs.map((w) =>
-              w.call({ op: "reads", url: k.url, concurrency: per, seconds, path: ["read", "sub"] }),
-            ),
-          );
+        const reads = (seconds: number) => Promise.all(procs.map((w) => w.call({ op: "reads", url: k.url, concurrency: per, seconds, path: ["read", "sub"] })));
         await reads(WARMUP_SECONDS);
         if (concurrency === 1) warmed(k);
         const m = await measured(k.pids, () => reads(SECONDS));
         const count = sum(m.result, "count");
-        row(
-          `1,000-leaf \`path\` reads/s, ${concurrency === 1 ? "1 client" : "16 concurrent"} (raw: pg range read of 1,000 rows)`,
-          raw,
-          count / SECONDS,
-        );
-        if (concurrency === 16)
-          rows.push({
-            figure: "CPU per 1,000-leaf read, ms, Kora's server process alone",
-            raw: "-",
-            kora: auto(m.serverMs / count),
-            ratio: "-",
-          });
-        if (sum(m.result, "errors") > 0)
-          notes.push(`reads at ${concurrency}: ${errorsOf(m.result)}`);
+        row(`1,000-leaf \`path\` reads/s, ${concurrency === 1 ? "1 client" : "16 concurrent"} (raw: pg range read of 1,000 rows)`, raw, count / SECONDS);
+        if (concurrency === 16) rows.push({ figure: "CPU per 1,000-leaf read, ms, Kora's server process alone", raw: "-", kora: auto(m.serverMs / count), ratio: "-" });
+        if (sum(m.result, "errors") > 0) notes.push(`reads at ${concurrency}: ${errorsOf(m.result)}`);
       }
       await done(k);
     }
 
     // 4. Fan-out: 1,000 watchers of ["fan"] on 1,000 sockets; one writer process.
     if (want("fanout")) {
-      const runFanout = async (
-        kind: "kora" | "raw",
-        watchUrl: string,
-        writeUrl: string,
-        serverPids: () => number[],
-      ) => {
+      const runFanout = async (kind: "kora" | "raw", watchUrl: string, writeUrl: string, serverPids: () => number[]) => {
         console.log(`fan-out (${kind}), ${WATCHERS} watchers`);
         const per = WATCHERS / workers.length;
-        const ready = await Promise.all(
-          workers.map((w) => w.call({ op: "watch", kind, url: watchUrl, sockets: per })),
-        );
-        if (
-          sum(
-            ready.map((r) => ({ count: r.ready })),
-            "count",
-          ) !== WATCHERS
-        )
-          throw new Error("not every watcher connected");
+        const ready = await Promise.all(workers.map((w) => w.call({ op: "watch", kind, url: watchUrl, sockets: per })));
+        if (sum(ready.map((r) => ({ count: r.ready })), "count") !== WATCHERS) throw new Error("not every watcher connected");
         const rssWith = usage(serverPids()).rssBytes;
-        const drain = (expectPer: number) =>
-          Promise.all(
-            workers.map((w) => w.call({ op: "collect", expect: expectPer, timeoutMs: 60_000 })),
-          );
+        const drain = (expectPer: number) => Promise.all(workers.map((w) => w.call({ op: "collect", expect: expectPer, timeoutMs: 60_000 })));
         // Warm-up: the same saturated writes, delivered and collected (then dropped) untimed.
-        await writer.call({
-          op: "write",
-          kind,
-          url: writeUrl,
-          mode: "saturated",
-          count: WARMUP_WRITES,
-        });
+        await writer.call({ op: "write", kind, url: writeUrl, mode: "saturated", count: WARMUP_WRITES });
         await drain(WARMUP_WRITES * per);
         // Saturated: the writer sends SATURATED changes one after another, as fast as they are acknowledged.
         const sat = await measured(serverPids, async () => {
-          const w = await writer.call({
-            op: "write",
-            kind,
-            url: writeUrl,
-            mode: "saturated",
-            count: SATURATED,
-          });
+          const w = await writer.call({ op: "write", kind, url: writeUrl, mode: "saturated", count: SATURATED });
           return { w, got: await drain(SATURATED * per) };
         });
         const delivered = sat.result.got.reduce((a, o) => a + (o.deliveries ?? 0), 0);
         const last = Math.max(...sat.result.got.map((o) => o.lastReceipt ?? 0));
         const rate = (delivered / (last - (sat.result.w.firstSend ?? last))) * 1000;
         const resyncs = sat.result.got.reduce((a, o) => a + (o.snapshots ?? 0), 0);
-        const out = {
-          rssWith,
-          rate,
-          delivered,
-          cpuServer: sat.serverMs / delivered,
-          cpuAll: sat.allMs / delivered,
-          failed: sat.result.w.errors ?? 0,
-          resyncs,
-          fixed: [] as {
-            rate: number;
-            p50: number;
-            p99: number;
-            failed: number;
-            kinds: string;
-            delivered: number;
-            expected: number;
-          }[],
-        };
+        const out = { rssWith, rate, delivered, cpuServer: sat.serverMs / delivered, cpuAll: sat.allMs / delivered, failed: sat.result.w.errors ?? 0, resyncs, fixed: [] as { rate: number; p50: number; p99: number; failed: number; kinds: string; delivered: number; expected: number }[] };
         for (const perSecond of [5, 20]) {
           const count = perSecond * RATE_SECONDS;
-          const w = await writer.call({
-            op: "write",
-            kind,
-            url: writeUrl,
-            mode: "rate",
-            rate: perSecond,
-            count,
-          });
+          const w = await writer.call({ op: "write", kind, url: writeUrl, mode: "rate", rate: perSecond, count });
           const got = await drain(count * per);
           const lat = got.flatMap((o) => o.latencies ?? []);
-          out.fixed.push({
-            rate: perSecond,
-            p50: percentile(lat, 50),
-            p99: percentile(lat, 99),
-            failed: w.errors ?? 0,
-            kinds: errorsOf([w]),
-            delivered: lat.length,
-            expected: count * WATCHERS,
-          });
+          out.fixed.push({ rate: perSecond, p50: percentile(lat, 50), p99: percentile(lat, 99), failed: w.errors ?? 0, kinds: errorsOf([w]), delivered: lat.length, expected: count * WATCHERS });
         }
         await Promise.all(workers.map((w) => w.call({ op: "unwatch" })));
         return out;
@@ -661,73 +437,27 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       let raw: Awaited<ReturnType<typeof runFanout>> | undefined;
       if (!profile && rawWs) {
         const url = `ws://127.0.0.1:${rawWs.port}`;
-        raw = await runFanout("raw", `${url}/`, `${url}/writer`, () => [
-          rawWs?.child.pid as number,
-        ]);
+        raw = await runFanout("raw", `${url}/`, `${url}/writer`, () => [rawWs?.child.pid as number]);
       }
       const k = await server("fanout");
       const kf = await runFanout("kora", k.wsUrl, k.url, k.pids);
       const peak = k.pids().reduce((a, p) => a + peakRss(p), 0);
       await done(k);
-      row(
-        `fan-out deliveries/s to ${fmt(WATCHERS)} watchers on ${fmt(WATCHERS)} sockets, saturated (${SATURATED} sequential writes over HTTP; raw: a plain ws broadcast)`,
-        raw?.rate,
-        kf.rate,
-      );
-      row(
-        "CPU per delivery, us, all bench processes",
-        raw ? raw.cpuAll * 1000 : undefined,
-        kf.cpuAll * 1000,
-        true,
-      );
-      row(
-        "CPU per delivery, us, the server process alone",
-        raw ? raw.cpuServer * 1000 : undefined,
-        kf.cpuServer * 1000,
-        true,
-      );
+      row(`fan-out deliveries/s to ${fmt(WATCHERS)} watchers on ${fmt(WATCHERS)} sockets, saturated (${SATURATED} sequential writes over HTTP; raw: a plain ws broadcast)`, raw?.rate, kf.rate);
+      row("CPU per delivery, us, all bench processes", raw ? raw.cpuAll * 1000 : undefined, kf.cpuAll * 1000, true);
+      row("CPU per delivery, us, the server process alone", raw ? raw.cpuServer * 1000 : undefined, kf.cpuServer * 1000, true);
       for (const [i, f] of kf.fixed.entries()) {
         const r = raw?.fixed[i];
-        row(
-          `fan-out p50, ms, ${f.rate} changes/s x ${fmt(WATCHERS)} watchers (writer's send to watcher's receipt)`,
-          r?.p50,
-          f.p50,
-          true,
-        );
-        row(
-          `fan-out p99, ms, ${f.rate} changes/s x ${fmt(WATCHERS)} watchers`,
-          r?.p99,
-          f.p99,
-          true,
-        );
-        rows.push({
-          figure: `failed writes at ${f.rate} changes/s (of ${f.rate * RATE_SECONDS})`,
-          raw: r ? String(r.failed) : "-",
-          kora: String(f.failed),
-          ratio: "-",
-        });
+        row(`fan-out p50, ms, ${f.rate} changes/s x ${fmt(WATCHERS)} watchers (writer's send to watcher's receipt)`, r?.p50, f.p50, true);
+        row(`fan-out p99, ms, ${f.rate} changes/s x ${fmt(WATCHERS)} watchers`, r?.p99, f.p99, true);
+        rows.push({ figure: `failed writes at ${f.rate} changes/s (of ${f.rate * RATE_SECONDS})`, raw: r ? String(r.failed) : "-", kora: String(f.failed), ratio: "-" });
         if (f.failed > 0) notes.push(`fan-out at ${f.rate}/s: failed writes: ${f.kinds}`);
-        if (f.delivered !== f.expected)
-          notes.push(
-            `fan-out at ${f.rate}/s: ${f.delivered} of ${f.expected} deliveries arrived (resyncs or a 60 s drain timeout)`,
-          );
+        if (f.delivered !== f.expected) notes.push(`fan-out at ${f.rate}/s: ${f.delivered} of ${f.expected} deliveries arrived (resyncs or a 60 s drain timeout)`);
       }
       if (kf.failed > 0) notes.push(`saturated fan-out: ${kf.failed} failed writes`);
-      if (kf.resyncs > 0)
-        notes.push(`saturated fan-out: ${kf.resyncs} watcher resyncs (buffer overflow snapshots)`);
-      row(
-        `server RSS with ${fmt(WATCHERS)} watchers connected, MiB`,
-        raw ? raw.rssWith / 2 ** 20 : undefined,
-        kf.rssWith / 2 ** 20,
-        true,
-      );
-      if (!profile)
-        rows.push({
-          figure: "server peak RSS over the run, MiB (VmHWM)",
-          raw: raw ? mib(peakRss(rawWs?.child.pid as number)) : "-",
-          kora: mib(peak),
-          ratio: "-",
-        });
+      if (kf.resyncs > 0) notes.push(`saturated fan-out: ${kf.resyncs} watcher resyncs (buffer overflow snapshots)`);
+      row(`server RSS with ${fmt(WATCHERS)} watchers connected, MiB`, raw ? raw.rssWith / 2 ** 20 : undefined, kf.rssWith / 2 ** 20, true);
+      if (!profile) rows.push({ figure: "server peak RSS over the run, MiB (VmHWM)", raw: raw ? mib(peakRss(rawWs?.child.pid as number)) : "-", kora: mib(peak), ratio: "-" });
     }
   } finally {
     for (const w of [...workers, writer]) w.stop();
@@ -744,11 +474,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     `Load average (1/5/15 min) at start: ${startLoad}; at end: ${m.load}.${Number(startLoad.split(" ")[0]) > m.cores / 2 ? ` **The machine was busy before the run started (1-min load above ${m.cores / 2}): other work shared its ${m.cores} cores, so treat every figure as noisy.**` : ""}`,
     `Kora: \`${SERVER_COMMAND}\` with NODE_ENV=production on server PostgreSQL (scratch schema ${schema}, dropped at the end); clients in ${workers.length + 1} separate processes over loopback sockets.`,
   ].join("\n");
-  const table = [
-    "| figure | raw | Kora | Kora / raw |",
-    "|---|---|---|---|",
-    ...rows.map((r) => `| ${r.figure} | ${r.raw} | ${r.kora} | ${r.ratio} |`),
-  ].join("\n");
+  const table = ["| figure | raw | Kora | Kora / raw |", "|---|---|---|---|", ...rows.map((r) => `| ${r.figure} | ${r.raw} | ${r.kora} | ${r.ratio} |`)].join("\n");
   const markdown = `${header}\n\n${table}\n${notes.length ? `\n${notes.map((n) => `- ${n}`).join("\n")}\n` : ""}`;
   return { markdown, rows };
 }

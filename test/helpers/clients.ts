@@ -27,10 +27,7 @@ export type Subscriber = (query: string, variables: Record<string, unknown>) => 
 
 export interface ClientKind {
   name: string;
-  connect(urls: { url: string; wsUrl: string }): {
-    subscribe: Subscriber;
-    dispose(): Promise<void> | void;
-  };
+  connect(urls: { url: string; wsUrl: string }): { subscribe: Subscriber; dispose(): Promise<void> | void };
 }
 
 export function wsClient(wsUrl: string): Client {
@@ -47,8 +44,7 @@ const graphqlWs: ClientKind = {
         const stop = client.subscribe<{ watch: WireEvent }>(
           { query, variables },
           {
-            next: (r) =>
-              r.errors ? events.fail(r.errors) : events.push(r.data?.watch as WireEvent),
+            next: (r) => (r.errors ? events.fail(r.errors) : events.push(r.data?.watch as WireEvent)),
             error: (e) => events.fail(e),
             complete: () => events.end(),
           },
@@ -71,20 +67,16 @@ const apollo: ClientKind = {
     return {
       subscribe(query, variables) {
         const events = new EventQueue<WireEvent>();
-        const sub = client
-          .subscribe<{ watch: WireEvent }>({ query: gql(query), variables })
-          .subscribe({
-            next: (r) => {
-              if (r.error) return events.fail(r.error);
-              // Apollo adds __typename to every object it normalizes; the event itself is the same.
-              const { __typename: _t, ...event } = r.data!.watch as WireEvent & {
-                __typename?: string;
-              };
-              events.push(event);
-            },
-            error: (e) => events.fail(e),
-            complete: () => events.end(),
-          });
+        const sub = client.subscribe<{ watch: WireEvent }>({ query: gql(query), variables }).subscribe({
+          next: (r) => {
+            if (r.error) return events.fail(r.error);
+            // Apollo adds __typename to every object it normalizes; the event itself is the same.
+            const { __typename: _t, ...event } = r.data!.watch as WireEvent & { __typename?: string };
+            events.push(event);
+          },
+          error: (e) => events.fail(e),
+          complete: () => events.end(),
+        });
         return { events, close: () => sub.unsubscribe() };
       },
       async dispose() {
@@ -104,9 +96,7 @@ const urql: ClientKind = {
       exchanges: [
         subscriptionExchange({
           forwardSubscription: (request) => ({
-            subscribe: (sink) => ({
-              unsubscribe: ws.subscribe({ ...request, query: request.query ?? "" }, sink),
-            }),
+            subscribe: (sink) => ({ unsubscribe: ws.subscribe({ ...request, query: request.query ?? "" }, sink) }),
           }),
         }),
       ],
