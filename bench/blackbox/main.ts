@@ -345,7 +345,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
         const label = transport === "ws" ? "graphql-ws" : "HTTP";
         row(`merges/s, 16 clients over ${label} (raw: 16 pg connections, single-row upserts)`, rawRate, count / SECONDS);
         row(`CPU per merge over ${label}, ms, all bench processes (raw: per upsert)`, rawCpu, m.allMs / count, true);
-        rows.push({ figure: `CPU per merge over ${label}, ms, Kora's server process alone`, raw: "-", kora: auto(m.serverMs / count), ratio: "-" });
+        row(`CPU per merge over ${label}, ms, Kora's server process alone`, undefined, m.serverMs / count);
         if (sum(m.result, "errors") > 0) notes.push(`merges over ${label}: ${errorsOf(m.result)}`);
       }
     }

@@ -5,6 +5,7 @@
  * counts and latencies. Every loop is bounded by a duration or a count.
  */
 import { Agent, request } from "node:http";
+import { http1, type Http1 } from "./http1.ts";
 import pg from "pg";
 import WebSocket from "ws";
 import { connectGqlWs, type GqlWs } from "./gqlws.ts";
@@ -101,6 +102,14 @@ function post(agent: Agent, target: URL, body: string): Promise<unknown> {
     req.on("error", reject);
     req.end(body);
   });
+}
+
+/** The same as `post`, through the bench's lean HTTP/1.1 client (http1.ts). */
+async function post1(client: Http1, body: string): Promise<unknown> {
+  const res = await client.post(body);
+  const parsed = JSON.parse(res.body) as { errors?: unknown[] };
+  if (res.status !== 200 || parsed.errors) throw new Error(`HTTP ${res.status} ${JSON.stringify(parsed.errors ?? "")}`.slice(0, 200));
+  return parsed;
 }
 
 async function pgClients(db: string, n: number): Promise<pg.Client[]> {
@@ -259,13 +268,12 @@ async function run(cmd: Command): Promise<Outcome> {
       return { count, ...takeErrors() };
     }
     case "httpMerges": {
-      const agent = new Agent({ keepAlive: true, maxSockets: cmd.clients });
-      const target = new URL(cmd.url);
+      const clients = Array.from({ length: cmd.clients }, () => http1(cmd.url));
       let n = 0;
       const count = await forDuration(cmd.seconds, cmd.clients, async (w) => {
-        await post(agent, target, JSON.stringify({ query: MERGE, variables: { p: ["bench", `${cmd.tag}c${w}`, `k${n++ % 1000}`], v: n } }));
+        await post1(clients[w] as Http1, JSON.stringify({ query: MERGE, variables: { p: ["bench", `${cmd.tag}c${w}`, `k${n++ % 1000}`], v: n } }));
       });
-      agent.destroy();
+      for (const c of clients) c.close();
       return { count, ...takeErrors() };
     }
     case "pgUpserts": {
@@ -287,10 +295,9 @@ async function run(cmd: Command): Promise<Outcome> {
         step = (i) => c.execute(MERGE, { p: ["seq", `k${i % 10}`], v: i });
         close = () => c.close();
       } else if (cmd.transport === "http") {
-        const agent = new Agent({ keepAlive: true, maxSockets: 1 });
-        const target = new URL(cmd.target);
-        step = (i) => post(agent, target, JSON.stringify({ query: MERGE, variables: { p: ["seq", `k${i % 10}`], v: i } }));
-        close = () => agent.destroy();
+        const c = http1(cmd.target);
+        step = (i) => post1(c, JSON.stringify({ query: MERGE, variables: { p: ["seq", `k${i % 10}`], v: i } }));
+        close = () => c.close();
       } else {
         const [c] = await pgClients(cmd.target, 1);
         const sql = `INSERT INTO ${cmd.table} VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = EXCLUDED.v`;
@@ -310,13 +317,12 @@ async function run(cmd: Command): Promise<Outcome> {
       return { latencies: lat, ...takeErrors() };
     }
     case "reads": {
-      const agent = new Agent({ keepAlive: true, maxSockets: cmd.concurrency });
-      const target = new URL(cmd.url);
+      const clients = Array.from({ length: cmd.concurrency }, () => http1(cmd.url));
       const body = JSON.stringify({ query: `query($p: [String!]!) { path(path: $p) }`, variables: { p: cmd.path } });
-      const count = await forDuration(cmd.seconds, cmd.concurrency, async () => {
-        await post(agent, target, body);
+      const count = await forDuration(cmd.seconds, cmd.concurrency, async (w) => {
+        await post1(clients[w] as Http1, body);
       });
-      agent.destroy();
+      for (const c of clients) c.close();
       return { count, ...takeErrors() };
     }
     case "pgReads": {

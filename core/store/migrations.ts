@@ -362,6 +362,56 @@ export const MIGRATIONS: Migration[] = [
       $fn$;
     `,
   },
+  {
+    version: 8,
+    name: "set-based apply of independent stamped merges",
+    sql: (s) => `
+      -- apply_batch_if for the usual batch (docs/storage.md, "Group commit"): every item a
+      -- server-stamped merge with no delete part and no resolution tombstones, and no item's
+      -- leaf at another item's leaf or ancestor (core/store/sql.ts, \`setBased\`). Applied
+      -- item by item, such a batch does what these few statements do at once: tombstones for the
+      -- leaves at ancestor paths (from the rows before the batch), the deletes, the upserts, the
+      -- change rows. One statement per batch instead of about six per item, and typed arrays
+      -- instead of jsonb taken apart per statement: a batch of 8 cost PostgreSQL ~40% less.
+      -- Generic plans: custom plans re-planned the statement on every call.
+      CREATE FUNCTION ${s}.apply_merges_if(expected bigint, expected_clock text, new_version bigint,
+          channel text, newest text, lo text[], hi text[], ta text[], p text[], v jsonb[],
+          pts text[], cv bigint[], cm jsonb[], cw text[], cts text[])
+      RETURNS boolean LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+      DECLARE
+        cur bigint;
+        cur_clock text;
+      BEGIN
+        SELECT version, clock INTO cur, cur_clock FROM ${s}.meta WHERE id = 1 FOR UPDATE;
+        IF cur IS DISTINCT FROM expected OR cur_clock IS DISTINCT FROM expected_clock THEN
+          RETURN false;
+        END IF;
+        -- A row matched by several ranges is deleted (and returned) once. Sibling statements
+        -- of one WITH see the same snapshot; independence keeps their rows apart.
+        WITH gone AS (
+          DELETE FROM ${s}.nodes n USING unnest(lo, hi) AS r(lo, hi)
+            WHERE n.path >= r.lo AND n.path < r.hi
+            RETURNING n.path, coalesce(n.ts, '') AS ts
+        ), tomb AS (
+          INSERT INTO ${s}.tombstones AS t (path, cover, shadow)
+            SELECT g.path, g.ts, g.ts FROM gone g WHERE g.path = ANY(ta)
+          ON CONFLICT (path) DO UPDATE
+            SET cover = GREATEST(t.cover, EXCLUDED.cover), shadow = GREATEST(t.shadow, EXCLUDED.shadow)
+        ), up AS (
+          INSERT INTO ${s}.nodes (path, value, ts) SELECT * FROM unnest(p, v, pts)
+          ON CONFLICT (path) DO UPDATE SET value = EXCLUDED.value, ts = EXCLUDED.ts
+        ), ch AS (
+          INSERT INTO ${s}.changes (version, mutation, write_id, ts) SELECT * FROM unnest(cv, cm, cw, cts)
+        )
+        UPDATE ${s}.meta
+          SET version = new_version, clock = GREATEST(coalesce(clock, '') COLLATE "C", newest COLLATE "C")
+          WHERE id = 1;
+        PERFORM pg_notify(channel, new_version::text);
+        RETURN true;
+      END
+      $fn$;
+    `,
+  },
 ];
 
 export async function migrate(db: Db, schemaName: string): Promise<void> {

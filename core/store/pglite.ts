@@ -44,6 +44,10 @@ export interface PgliteStoreOptions extends PgliteOpenOptions {
    * them (docs/storage.md, "PGlite"). Default 2,000.
    */
   chunkLeaves?: number;
+  /** Batches of independent merges in one set-based statement (SqlStoreOptions). Default true. */
+  setBasedMerges?: boolean;
+  /** SqlStoreOptions.onBatch. */
+  onBatch?: (how: "set-based" | "items", mutations: number) => void;
 }
 
 type Reply = { id: number; ok: true; result: unknown } | { id: number; ok: false; error: Record<string, unknown> };
@@ -169,6 +173,8 @@ export async function createPgliteStore(options: PgliteStoreOptions = {}): Promi
     kind: "pglite",
     description: `embedded PostgreSQL (PGlite) ${where}`,
     chunkLeaves: options.chunkLeaves ?? 2000,
+    setBasedMerges: options.setBasedMerges ?? true,
+    onBatch: options.onBatch,
     stats: () => db.stats(),
     onClose: async () => {
       if (!shared) await db.close();

@@ -73,6 +73,10 @@ export interface PostgresStoreOptions {
   feed?: Partial<FeedTimings>;
   /** Called when a connection fails (the store reconnects by itself). */
   onError?: (error: unknown) => void;
+  /** Batches of independent merges in one set-based statement (SqlStoreOptions). Default true. */
+  setBasedMerges?: boolean;
+  /** SqlStoreOptions.onBatch. */
+  onBatch?: (how: "set-based" | "items", mutations: number) => void;
 }
 
 function queryable(q: pg.Pool | pg.PoolClient): Queryable {
@@ -393,6 +397,8 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     schema,
     kind: "postgres",
     overlap: true,
+    setBasedMerges: options.setBasedMerges ?? true,
+    onBatch: options.onBatch,
     description: describe(options.url),
     remoteFeed: listener.feed,
     health: () => ({

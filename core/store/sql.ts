@@ -141,6 +141,14 @@ export interface SqlStoreOptions {
    * single-connection driver: PGlite). Default: unbounded (one statement).
    */
   chunkLeaves?: number;
+  /**
+   * Apply batches of independent stamped merges with one set-based statement taking typed
+   * array parameters (migration 8, `apply_merges_if`). Default false; both drivers turn it on
+   * unless their option of the same name is false (test/store.batch.test.ts compares the two).
+   */
+  setBasedMerges?: boolean;
+  /** Called after each batch is written in one statement: how, and how many mutations (tests, diagnostics). */
+  onBatch?: (how: "set-based" | "items", mutations: number) => void;
 }
 
 /**
@@ -449,9 +457,17 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
     tw?: string[];
   }
 
+  /**
+   * Planned items that are server-stamped merges with no delete part and no resolution
+   * tombstones: the only kind `apply_merges_if` takes. Their leaves and ancestors, for
+   * `setBased`.
+   */
+  const simpleMerges = new WeakMap<Planned, { leaves: string[]; ancestors: string[] }>();
+
   function planned(m: Mutation, version: Version | undefined, rec?: WriteRecord): Planned {
     const p = plan(m);
     const stamped: Partial<Planned> = {};
+    const simple = rec !== undefined && version !== undefined && p.deleteRanges === 0 && rec.tombstones.size === 0;
     if (rec) {
       // Tombstones are computed from the rows before this mutation's deletes (apply_batch).
       const td: string[] = [];
@@ -480,7 +496,73 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
       p.rangeLo.push(a);
       p.rangeHi.push(`${a}\u0001`);
     }
-    return { lo: p.rangeLo, hi: p.rangeHi, p: p.leafPaths, v: p.leafNodes, version, m, ...stamped };
+    const item: Planned = { lo: p.rangeLo, hi: p.rangeHi, p: p.leafPaths, v: p.leafNodes, version, m, ...stamped };
+    if (simple) simpleMerges.set(item, { leaves: p.leafPaths, ancestors: p.ancestors });
+    return item;
+  }
+
+  /**
+   * The parameters of `apply_merges_if` for a batch it can take, or undefined. Applied one
+   * after another (`apply_batch`), each item's tombstones are computed before its deletes and
+   * its upserts come after them; set-based, every delete and tombstone sees the rows before the
+   * batch and every upsert comes after every delete. The two differ only where one item's
+   * rows meet another's: a leaf set twice; a leaf of item i inside a range item j deletes (the
+   * subtree below j's leaf, or the row at one of j's ancestors); an ancestor of item j inside
+   * the subtree below item i's leaf (item i would delete it untombstoned first). Each puts one
+   * item's leaf at another's leaf or ancestor path: a leaf strictly below j's leaf has that
+   * leaf among its own ancestors, and an ancestor of j strictly below i's leaf has i's leaf
+   * among j's ancestors (every object on the way to a merged leaf is among its item's
+   * ancestors). So a map of leaves and a look-up of every ancestor decide it. Items sharing
+   * ancestors (the usual case) are fine: each deletes and tombstones the same rows.
+   * test/store.batch.test.ts checks the equivalence on random batches.
+   */
+  function setBased(items: readonly Planned[], newVersion: Version | null): unknown[] | undefined {
+    if (!options.setBasedMerges || newVersion === null) return undefined;
+    const owner = new Map<string, number>();
+    for (let i = 0; i < items.length; i++) {
+      const simple = simpleMerges.get(items[i] as Planned);
+      if (!simple) return undefined;
+      for (const leaf of simple.leaves) {
+        if (owner.has(leaf)) return undefined;
+        owner.set(leaf, i);
+      }
+    }
+    for (let i = 0; i < items.length; i++) {
+      for (const a of (simpleMerges.get(items[i] as Planned) as { ancestors: string[] }).ancestors) {
+        const o = owner.get(a);
+        if (o !== undefined && o !== i) return undefined;
+      }
+    }
+    const lo: string[] = [];
+    const hi: string[] = [];
+    const ta: string[] = [];
+    const p: string[] = [];
+    const v: string[] = [];
+    const pts: string[] = [];
+    const cv: Version[] = [];
+    const cm: string[] = [];
+    const cw: (string | null)[] = [];
+    const cts: string[] = [];
+    let newest = "";
+    for (const it of items) {
+      const ts = it.ts as string;
+      for (let k = 0; k < it.lo.length; k++) {
+        lo.push(it.lo[k] as string);
+        hi.push(it.hi[k] as string);
+      }
+      for (const a of it.ta ?? []) ta.push(a);
+      for (let k = 0; k < it.p.length; k++) {
+        p.push(it.p[k] as string);
+        v.push(JSON.stringify(it.v[k]));
+        pts.push(ts);
+      }
+      cv.push(it.version as Version);
+      cm.push(JSON.stringify(it.m));
+      cw.push(it.w ?? null);
+      cts.push(ts);
+      if (ts > newest) newest = ts;
+    }
+    return [newVersion, newest, lo, hi, ta, p, v, pts, cv, cm, cw, cts];
   }
 
   /**
@@ -1180,14 +1262,21 @@ export async function createSqlStore(options: SqlStoreOptions): Promise<Store> {
         // clock are still those the batch started from, and applies it (or changes nothing).
         let done: boolean;
         try {
-          const rows = await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
-            JSON.stringify(rest),
-            start,
-            startClock ?? null,
-            newVersion,
-            channel,
-          ]);
+          const flat = setBased(rest, newVersion);
+          const rows = flat
+            ? await db.query<{ ok: boolean }>(
+                `SELECT ${s}.apply_merges_if($1::bigint, $2::text, $3::bigint, $4::text, $5::text, $6::text[], $7::text[], $8::text[], $9::text[], $10::jsonb[], $11::text[], $12::bigint[], $13::jsonb[], $14::text[], $15::text[]) AS ok`,
+                [start, startClock ?? null, flat[0], channel, ...flat.slice(1)],
+              )
+            : await db.query<{ ok: boolean }>(`SELECT ${s}.apply_batch_if($1::jsonb, $2::bigint, $3::text, $4::bigint, $5::text) AS ok`, [
+                JSON.stringify(rest),
+                start,
+                startClock ?? null,
+                newVersion,
+                channel,
+              ]);
           done = rows[0]?.ok === true;
+          if (done) options.onBatch?.(flat ? "set-based" : "items", rest.length);
         } catch (error) {
           // A server-reported error (it has a SQLSTATE) means rolled back; anything else (the
           // connection broke) leaves the outcome unknown.
