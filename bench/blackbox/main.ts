@@ -252,6 +252,20 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     const machineMs = machineBusyMs() - machine0;
     return { result, serverMs: serverMeter.stop(server()), allMs: allMeter.stop(await all()), machineMs, wallMs };
   }
+  /**
+   * Before each timed side of a phase: VACUUM (ANALYZE) every table of the run, so that no side
+   * pays for the dead rows of the side before it (the 16 raw upserting connections leave
+   * thousands; autovacuum then shared the 2 cores with the Kora phase that followed). No
+   * CHECKPOINT: the first change to each page after one writes the whole page to the WAL, which
+   * charged the side right after it more than the one before.
+   */
+  async function settle(): Promise<void> {
+    const tables = await admin.query<{ t: string }>(
+      "SELECT format('%I.%I', schemaname, tablename) AS t FROM pg_tables WHERE schemaname IN ($1, $2)",
+      [schema, rawSchema],
+    );
+    if (tables.rows.length > 0) await admin.query(`VACUUM (ANALYZE) ${tables.rows.map((r) => r.t).join(", ")}`);
+  }
   const sum = (outcomes: Outcome[], key: "count" | "errors") => outcomes.reduce((a, o) => a + (o[key] ?? 0), 0);
   const errorsOf = (outcomes: Outcome[]) => {
     const kinds: Record<string, number> = {};
@@ -320,6 +334,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       let rawCpu: number | undefined;
       if (!profile) {
         const upserts = (seconds: number) => Promise.all(workers.map((w, i) => w.call({ op: "pgUpserts", db, table: `${rawSchema}.upsert`, connections: 4, seconds, tag: `w${i}` })));
+        await settle();
         await upserts(WARMUP_SECONDS);
         const m = await measured(() => [], () => upserts(SECONDS));
         rawRate = sum(m.result, "count") / SECONDS;
@@ -337,6 +352,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
               ),
             ),
           );
+        await settle();
         await merges(WARMUP_SECONDS);
         warmed(k);
         const m = await measured(k.pids, () => merges(SECONDS));
@@ -355,10 +371,12 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
       console.log("sequential writes");
       const k = await server("seq");
       const pgSeq = (count: number) => workers[0]!.call({ op: "seq", transport: "pg", target: db, table: `${rawSchema}.upsert`, count });
+      await settle();
       await pgSeq(WARMUP_WRITES);
       const rawSeq = await pgSeq(SEQ);
       for (const transport of ["ws", "http"] as const) {
         const seq = (count: number) => workers[0]!.call({ op: "seq", transport, target: transport === "ws" ? k.wsUrl : k.url, count });
+        await settle();
         await seq(WARMUP_WRITES);
         const o = await seq(SEQ);
         const label = transport === "ws" ? "graphql-ws" : "HTTP";
@@ -370,6 +388,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     // 3. Reads of a 1,000-leaf path at 1 and 16 concurrent; raw: range reads of 1,000 rows.
     if (want("reads")) {
       console.log("reads");
+      await settle();
       const k = await server("reads");
       const leaves: Record<string, number> = {};
       for (let i = 0; i < 1000; i++) leaves[`leaf${String(i).padStart(4, "0")}`] = i;
@@ -406,6 +425,7 @@ export async function runBlackBox(options: BlackBoxOptions): Promise<BlackBoxRes
     if (want("fanout")) {
       const runFanout = async (kind: "kora" | "raw", watchUrl: string, writeUrl: string, serverPids: () => number[]) => {
         console.log(`fan-out (${kind}), ${WATCHERS} watchers`);
+        await settle();
         const per = WATCHERS / workers.length;
         const ready = await Promise.all(workers.map((w) => w.call({ op: "watch", kind, url: watchUrl, sockets: per })));
         if (sum(ready.map((r) => ({ count: r.ready })), "count") !== WATCHERS) throw new Error("not every watcher connected");

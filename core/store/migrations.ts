@@ -373,11 +373,13 @@ export const MIGRATIONS: Migration[] = [
       -- leaves at ancestor paths (from the rows before the batch), the deletes, the upserts, the
       -- change rows. One statement per batch instead of about six per item, and typed arrays
       -- instead of jsonb taken apart per statement: a batch of 8 cost PostgreSQL ~40% less.
-      -- Generic plans: custom plans re-planned the statement on every call.
+      -- Generic plans: custom plans re-planned the statement on every call. No sequential
+      -- scans: see migration 9.
       CREATE FUNCTION ${s}.apply_merges_if(expected bigint, expected_clock text, new_version bigint,
           channel text, newest text, lo text[], hi text[], ta text[], p text[], v jsonb[],
           pts text[], cv bigint[], cm jsonb[], cw text[], cts text[])
-      RETURNS boolean LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $fn$
+      RETURNS boolean LANGUAGE plpgsql
+      SET plan_cache_mode = force_generic_plan SET enable_seqscan = off AS $fn$
       DECLARE
         cur bigint;
         cur_clock text;
@@ -410,6 +412,22 @@ export const MIGRATIONS: Migration[] = [
         RETURN true;
       END
       $fn$;
+    `,
+  },
+  {
+    version: 9,
+    name: "index scans in the functions that touch nodes",
+    sql: (s) => `
+      -- A function keeps the plans of its statements for the life of the connection. Planned
+      -- right after an ANALYZE of a small nodes table (a new tree: autovacuum analyzes it after
+      -- its first 50 rows), a statement that looks up paths scans the whole table instead of
+      -- its index, and keeps doing so as the table grows: a batch of 8 merges took 6 ms at 2,000
+      -- rows and 500 ms at 100,000 (docs/storage.md, "Plans"). Every statement in these
+      -- functions reaches nodes by path or path range, which the primary key serves at any size.
+      ALTER FUNCTION ${s}.apply_batch(jsonb, bigint, text) SET enable_seqscan = off;
+      ALTER FUNCTION ${s}.apply_batch_if(jsonb, bigint, text, bigint, text) SET enable_seqscan = off;
+      ALTER FUNCTION ${s}.child_range(text, text, text, int, boolean) SET enable_seqscan = off;
+      ALTER FUNCTION ${s}.child_keys(text, text, text, int, int) SET enable_seqscan = off;
     `,
   },
 ];
