@@ -324,17 +324,21 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     ...options.timeouts,
   };
   const timings: FeedTimings = { ...DEFAULT_FEED_TIMINGS, ...options.feed };
-  const pool = new pg.Pool({ ...connectionConfig(options.url, timeouts), max: options.poolSize ?? 10 });
+  const pool = new pg.Pool({
+    ...connectionConfig(options.url, timeouts),
+    max: options.poolSize ?? 10,
+    // Every statement Kora sends reaches its tables by key or key range. A prepared read planned
+    // generically right after an ANALYZE of a small table (a new tree) scans the whole table,
+    // and keeps that plan as the table grows: 20 ms per read at 100,000 rows instead of 0.3 ms
+    // (docs/storage.md, "Plans"). pg-pool awaits this before handing the connection out; if it
+    // fails, the connection is dropped and the caller gets the error. (The functions carry the
+    // same setting themselves, migration 9.)
+    onConnect: async (client: pg.ClientBase) => {
+      await client.query("SET enable_seqscan = off");
+    },
+  });
   // Idle clients' errors reach the pool; without this listener they would end the process.
   pool.on("error", (error) => options.onError?.(error));
-  // Every statement Kora sends reaches its tables by key or key range. A prepared read planned
-  // generically right after an ANALYZE of a small table (a new tree) scans the whole table, and
-  // keeps that plan as the table grows: 20 ms per read at 100,000 rows instead of 0.3 ms
-  // (docs/storage.md, "Plans"). Sent before the connection's first statement; a failure here
-  // surfaces on that statement. (The functions carry the same setting themselves, migration 9.)
-  pool.on("connect", (client) => {
-    client.query("SET enable_seqscan = off").catch(() => {});
-  });
   const breaker = createBreaker();
   const direct = queryable(pool);
   const db: Db = {
