@@ -94,7 +94,9 @@ describe.runIf(available)("the console in Chromium", () => {
     expect(await page.locator("#path").textContent()).toBe('["company:employees","ironbay","dax"]');
     expect(await page.locator("#breadcrumb").textContent()).toContain("company:employees / ironbay / dax");
 
-    // Edit a value: one merge through the normal pipeline.
+    // Edit a value: one merge through the normal pipeline. The editor fills its box when the
+    // selected node's value arrives; typing before that raced the fill (a box holding both).
+    await expect.poll(() => page.locator("#value").inputValue(), { timeout: 30_000 }).toBe("1493337757300");
     await page.locator("#value").fill("42");
     await page.locator("#set").click();
     await expect.poll(() => page.locator("#message").textContent(), { timeout: 30_000 }).toMatch(/committed as version \d+/);
@@ -111,6 +113,7 @@ describe.runIf(available)("the console in Chromium", () => {
     await row(page, ["company:info"]).locator(".toggle").click();
     await row(page, ["company:info", "ironbay"]).locator(".toggle").click();
     await row(page, ["company:info", "ironbay", "city"]).locator(".key").click();
+    await expect.poll(() => page.locator("#value").inputValue(), { timeout: 30_000 }).toBe('"New York"');
     await page.locator("#value").fill('"Boston"');
     await page.locator("#set").click();
     await expect
