@@ -10,11 +10,9 @@ import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatStamp } from "../core/hlc.ts";
 import type { Store } from "../core/store.ts";
-import type { Db } from "../core/store/db.ts";
-import { createPgliteStore, createPostgresStore } from "../core/store/index.ts";
 import { mutationFromInput } from "../core/tree.ts";
 import type { Mutation } from "../core/types.ts";
-import { databaseUrl, dropSchema, pgClient, sharedDatabase, uniqueSchema } from "./helpers/db.ts";
+import { type StoreTarget, type StoreTargetOptions, storeTargets } from "./helpers/db.ts";
 
 type Entry = { path: string[]; value: number | { x: number } };
 
@@ -51,80 +49,40 @@ const round = fc.record({
 interface Side {
   store: Store;
   schema: string;
-  q: Pick<Db, "query">;
+  query(sql: string): Promise<Record<string, unknown>[]>;
   dispose(): Promise<void>;
 }
 
 async function dump(side: Side) {
   const s = `"${side.schema}"`;
   return {
-    nodes: await side.q.query(`SELECT path, value::text AS value, ts FROM ${s}.nodes ORDER BY path COLLATE "C"`),
-    tombstones: await side.q.query(`SELECT path, cover, shadow FROM ${s}.tombstones ORDER BY path COLLATE "C"`),
-    changes: await side.q.query(`SELECT version::text AS version, mutation::text AS mutation, write_id, ts FROM ${s}.changes ORDER BY version`),
-    meta: await side.q.query(`SELECT version::text AS version, clock FROM ${s}.meta`),
+    nodes: await side.query(`SELECT path, value::text AS value, ts FROM ${s}.nodes ORDER BY path COLLATE "C"`),
+    tombstones: await side.query(`SELECT path, cover, shadow FROM ${s}.tombstones ORDER BY path COLLATE "C"`),
+    changes: await side.query(`SELECT version::text AS version, mutation::text AS mutation, write_id, ts FROM ${s}.changes ORDER BY version`),
+    meta: await side.query(`SELECT version::text AS version, clock FROM ${s}.meta`),
   };
 }
 
-interface Target {
-  name: string;
-  side(setBased: boolean, onBatch?: (how: "set-based" | "items", n: number) => void): Promise<Side>;
+async function side(target: StoreTarget, options: StoreTargetOptions): Promise<Side> {
+  const created = await target.create({ poolSize: 4, ...options });
+  const { query } = created;
+  if (!query) throw new Error(`${target.name}: the target gives no query`);
+  return { ...created, query };
 }
 
-function targets(): Target[] {
-  const out: Target[] = [
-    {
-      name: "pglite",
-      async side(setBased, onBatch) {
-        const database = await sharedDatabase();
-        const schema = uniqueSchema();
-        const store = await createPgliteStore({ schema, database, setBasedMerges: setBased, onBatch });
-        return {
-          store,
-          schema,
-          q: database,
-          async dispose() {
-            await store.close();
-            await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-          },
-        };
-      },
-    },
-  ];
-  const url = databaseUrl();
-  if (url || process.env.KORA_REQUIRE_PG === "1") {
-    out.push({
-      name: "postgres",
-      async side(setBased, onBatch) {
-        if (!url) throw new Error("KORA_REQUIRE_PG=1 but DATABASE_URL is not set");
-        const schema = uniqueSchema();
-        const store = await createPostgresStore({ url, schema, poolSize: 4, setBasedMerges: setBased, onBatch });
-        const client = await pgClient(url);
-        return {
-          store,
-          schema,
-          q: { query: async (sql: string) => (await client.query(sql)).rows },
-          async dispose() {
-            await store.close();
-            await client.end();
-            await dropSchema(url, schema);
-          },
-        };
-      },
-    });
-  }
-  return out;
-}
-
-describe.each(targets())("set-based batch writes on $name", (target) => {
+describe.each(storeTargets())("set-based batch writes on $name", (target) => {
   let batched: Side;
   let reference: Side;
   const applied = { "set-based": 0, items: 0, "set-based, several": 0 };
   beforeAll(async () => {
-    batched = await target.side(true, (how, n) => {
-      applied[how]++;
-      if (how === "set-based" && n > 1) applied["set-based, several"]++;
+    batched = await side(target, {
+      setBasedMerges: true,
+      onBatch: (how, n) => {
+        applied[how]++;
+        if (how === "set-based" && n > 1) applied["set-based, several"]++;
+      },
     });
-    reference = await target.side(false);
+    reference = await side(target, { setBasedMerges: false });
   });
   afterAll(async () => {
     await batched?.dispose();

@@ -9,74 +9,34 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatStamp } from "../core/hlc.ts";
 import type { Store } from "../core/store.ts";
-import { createPgliteStore, createPostgresStore } from "../core/store/index.ts";
 import { deleteAt, mergeAt } from "../core/tree.ts";
 import type { Mutation } from "../core/types.ts";
-import { databaseUrl, dropSchema, pgClient, sharedDatabase, uniqueSchema } from "./helpers/db.ts";
+import { storeTargets } from "./helpers/db.ts";
 
-interface Target {
-  name: string;
-  open(schema: string): Promise<{ store: Store; query: (sql: string, params?: unknown[]) => Promise<Record<string, unknown>[]>; close(): Promise<void> }>;
-}
-
-function targets(): Target[] {
-  const out: Target[] = [
-    {
-      // One connection: only the functions' own setting (migration 9) keeps writes on the index.
-      name: "pglite",
-      async open(schema) {
-        const database = await sharedDatabase();
-        const store = await createPgliteStore({ schema, database });
-        return {
-          store,
-          // Its one backend reports counters when asked to.
-          query: async (sql, params) => {
-            await database.query("SELECT pg_stat_force_next_flush()");
-            return database.query(sql, params);
-          },
-          async close() {
-            await store.close();
-            await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
-          },
-        };
-      },
-    },
-  ];
-  const url = databaseUrl();
-  if (url || process.env.KORA_REQUIRE_PG === "1") {
-    out.push({
-      name: "postgres",
-      async open(schema) {
-        if (!url) throw new Error("KORA_REQUIRE_PG=1 but DATABASE_URL is not set");
-        const store = await createPostgresStore({ url, schema, poolSize: 1 });
-        const admin = await pgClient(url);
-        return {
-          store,
-          query: async (sql, params) => (await admin.query(sql, params)).rows,
-          async close() {
-            await store.close();
-            await admin.end();
-            await dropSchema(url, schema);
-          },
-        };
-      },
-    });
-  }
-  return out;
-}
-
-describe.each(targets())("plans on $name", (target) => {
+describe.each(storeTargets())("plans on $name", (target) => {
   let store: Store;
   let query: (sql: string, params?: unknown[]) => Promise<Record<string, unknown>[]>;
-  let close: () => Promise<void>;
-  const schema = uniqueSchema();
+  let dispose: () => Promise<void>;
+  let schema: string;
   let clock = Date.UTC(2026, 0, 1);
 
   beforeAll(async () => {
-    ({ store, query, close } = await target.open(schema));
+    // One connection on server PostgreSQL: the one whose plans are watched.
+    const created = await target.create({ poolSize: 1 });
+    ({ store, schema, dispose } = created);
+    const q = created.query;
+    if (!q) throw new Error(`${target.name}: the target gives no query`);
+    // PGlite's one backend reports its counters when asked to; server backends on their own.
+    query =
+      target.name === "pglite"
+        ? async (sql, params) => {
+            await q("SELECT pg_stat_force_next_flush()");
+            return q(sql, params);
+          }
+        : q;
   });
   afterAll(async () => {
-    await close?.();
+    await dispose?.();
   });
 
   /** A server-stamped commit (the set-based statement) or, with a delete part, the item-by-item one. */

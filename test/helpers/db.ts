@@ -8,9 +8,23 @@ import pg from "pg";
 import type { Store } from "../../core/store.ts";
 import { type PgliteDatabase, createPgliteStore, createPostgresStore, openPglite } from "../../core/store/index.ts";
 
+/** Store options a suite may set on either target. */
+export interface StoreTargetOptions {
+  setBasedMerges?: boolean;
+  onBatch?: (how: "set-based" | "items", mutations: number) => void;
+  /** Server PostgreSQL only (default 6). */
+  poolSize?: number;
+}
+
 export interface StoreTarget {
   name: "pglite" | "postgres";
-  create(): Promise<{ store: Store; schema: string; dispose(): Promise<void> }>;
+  create(options?: StoreTargetOptions): Promise<{
+    store: Store;
+    schema: string;
+    /** SQL on the store's database, outside the store (its own connection on server PostgreSQL); the shared targets have it. */
+    query?(sql: string, params?: unknown[]): Promise<Record<string, unknown>[]>;
+    dispose(): Promise<void>;
+  }>;
 }
 
 export function uniqueSchema(): string {
@@ -29,13 +43,14 @@ export function sharedDatabase(): Promise<PgliteDatabase> {
 
 export const pgliteTarget: StoreTarget = {
   name: "pglite",
-  async create() {
+  async create(options = {}) {
     const database = await sharedDatabase();
     const schema = uniqueSchema();
-    const store = await createPgliteStore({ schema, database });
+    const store = await createPgliteStore({ schema, database, setBasedMerges: options.setBasedMerges, onBatch: options.onBatch });
     return {
       store,
       schema,
+      query: (sql, params) => database.query(sql, params),
       async dispose() {
         await store.close();
         await database.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
@@ -79,14 +94,26 @@ export function postgresTarget(): StoreTarget | undefined {
   }
   return {
     name: "postgres",
-    async create() {
+    async create(options = {}) {
       const schema = uniqueSchema();
-      const store = await createPostgresStore({ url, schema, poolSize: 6 });
+      const store = await createPostgresStore({
+        url,
+        schema,
+        poolSize: options.poolSize ?? 6,
+        setBasedMerges: options.setBasedMerges,
+        onBatch: options.onBatch,
+      });
+      let client: Promise<pg.Client> | undefined;
       return {
         store,
         schema,
+        async query(sql, params) {
+          client ??= pgClient(url);
+          return (await (await client).query(sql, params)).rows;
+        },
         async dispose() {
           await store.close();
+          if (client) await (await client).end();
           await dropSchema(url, schema);
         },
       };
